@@ -1,0 +1,71 @@
+# The project's user interface. Every target is a thin wrapper over a Python entry point, so
+# the same thing runs without make: the README lists each command.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+UV     := $(VENV)/bin/uv
+STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
+UV_PIN := $(shell grep -E '^uv==' requirements.lock)
+
+# Keep bytecode out of the source tree: everything generated lives under state/.
+export PYTHONPYCACHEPREFIX := $(CURDIR)/state/pycache
+# Prefect's telemetry heartbeat makes the ephemeral server log "database is locked".
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+
+.PHONY: help
+help: ## List the targets, one line each
+	@awk 'BEGIN {FS = ":.*## "; printf "Usage: make <target>\n\n"} \
+	  /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): requirements.lock pyproject.toml
+	@echo ">> setting up $(VENV) from requirements.lock"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check "$(UV_PIN)"
+	@$(UV) pip install --quiet --python $(PY) -r requirements.lock
+	@$(UV) pip install --quiet --python $(PY) --no-deps --config-settings editable_mode=compat -e .
+	@rm -f $(VENV)/.installed-* && touch $@
+
+.PHONY: setup
+setup: $(STAMP) ## Create the environment (.venv) from the lock; other targets do it when needed
+
+.PHONY: lock
+lock: $(STAMP) ## Re-resolve pyproject.toml into requirements.lock (name==version lines)
+	$(UV) pip compile pyproject.toml --all-extras --python-version 3.11 --no-header \
+	  --quiet -o requirements.lock
+
+.PHONY: demo
+demo: $(STAMP) ## Run every level end to end and show what each one gives
+	$(PY) -m shared.demo
+
+.PHONY: test
+test: $(STAMP) ## Run every test (the command CI runs)
+	$(PY) -m pytest
+
+.PHONY: lint
+lint: $(STAMP) ## Check lint and formatting with ruff
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+.PHONY: format
+format: $(STAMP) ## Fix what ruff can fix and format the code
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+.PHONY: level0
+level0: $(STAMP) ## Level 0: execute the notebook headless; keep the executed copy, HTML and model
+	$(PY) -m level0_notebook.run
+
+.PHONY: level0-serve
+level0-serve: $(STAMP) ## Level 0: serve the hand-copied pickle at 127.0.0.1:8000
+	$(PY) -m level0_notebook.serve
+
+.PHONY: bench-simulator
+bench-simulator: $(STAMP) ## Benchmark the batch simulator (rows per second, 1,000,000 rows)
+	$(PY) -m shared.bench_simulator
+
+.PHONY: clean
+clean: ## Remove everything generated (state/ and .venv/): the tree as cloned
+	rm -rf state $(VENV) *.egg-info

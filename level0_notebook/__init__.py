@@ -1,0 +1,1 @@
+"""Level 0: a manual notebook and a hand-made server."""

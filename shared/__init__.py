@@ -1,0 +1,1 @@
+"""The fixed experimental conditions, identical for every level: data, contract, simulator."""
