@@ -62,6 +62,38 @@ level0: $(STAMP) ## Level 0: execute the notebook headless; keep the executed co
 level0-serve: $(STAMP) ## Level 0: serve the hand-copied pickle at 127.0.0.1:8000
 	$(PY) -m level0_notebook.serve
 
+.PHONY: level1
+level1: level1-lint level1-test level1-train level1-handoff ## Level 1: lint, test, train + card, then hand the model off
+
+.PHONY: level1-lint
+level1-lint: $(STAMP) ## Level 1: ruff over the level's code
+	$(PY) -m ruff check level1_devops
+	$(PY) -m ruff format --check level1_devops
+
+.PHONY: level1-test
+level1-test: $(STAMP) ## Level 1: the level's own tests (unit, model, API)
+	$(PY) -m pytest level1_devops/tests
+
+.PHONY: level1-train
+level1-train: $(STAMP) ## Level 1: train the model, write model.skops and card.json
+	$(PY) -m level1_devops.train
+
+.PHONY: level1-handoff
+level1-handoff: $(STAMP) ## Level 1: copy the trained model to where the service reads it
+	$(PY) -m level1_devops.handoff
+
+.PHONY: level1-serve
+level1-serve: $(STAMP) ## Level 1: serve the handed-off model at 127.0.0.1:8001
+	$(PY) -m level1_devops.serve
+
+.PHONY: level1-image
+level1-image: ## Level 1: build the container image (needs a Docker engine)
+	docker build -f level1_devops/Dockerfile -t penguins-level1 .
+
+.PHONY: bench
+bench: $(STAMP) ## Serving speed: level 1 vs mlflow models serve vs in-process, c=1/8/32
+	$(PY) -m level1_devops.bench
+
 .PHONY: bench-simulator
 bench-simulator: $(STAMP) ## Benchmark the batch simulator (rows per second, 1,000,000 rows)
 	$(PY) -m shared.bench_simulator

@@ -1,12 +1,16 @@
 """Start a service as a subprocess on a free loopback port, wait until it answers, stop it."""
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import IO
 
 import httpx
 
@@ -27,34 +31,51 @@ def free_port(preferred: int = 0) -> int:
 
 @contextmanager
 def running_server(
-    module: str, env: Mapping[str, str], port: int, probe: str = "/openapi.json"
+    module: str,
+    env: Mapping[str, str],
+    port: int,
+    probe: str = "/openapi.json",
+    args: Sequence[str] = (),
 ) -> Iterator[str]:
-    """Run `python -m module` with `env` added; yield its base URL once `probe` answers."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", module],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{module} exited early:\n{process.stdout.read()}")
-            try:
-                httpx.get(base_url + probe, timeout=1.0)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{module} did not answer in {STARTUP_TIMEOUT_S}s") from None
-                time.sleep(0.2)
-        yield base_url
-    finally:
-        process.terminate()
+    """Run `python -m module *args` with `env` added; yield its base URL once `probe` answers."""
+    # Output goes to a file, not a pipe: an unread pipe fills up and stalls a chatty server.
+    with tempfile.TemporaryFile(mode="w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group, so children stop with it
+        )
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            _wait_until_answering(process, log, f"http://127.0.0.1:{port}{probe}", module)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            _stop_group(process)
+
+
+def _wait_until_answering(process: subprocess.Popen, log: IO[str], url: str, name: str) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        if process.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"{name} exited early:\n{log.read()}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} did not answer in {STARTUP_TIMEOUT_S}s") from None
+            time.sleep(0.2)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM the server's process group; SIGKILL whatever is still there after 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # children that outlived their leader
+    process.wait()

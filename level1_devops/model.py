@@ -1,0 +1,127 @@
+"""The model recipe (the same as level 0's notebook cell), its safe format and its card.
+
+The artifact is written with skops, not pickle: loading a skops file only builds the types it
+is told to trust, so a tampered or foreign file cannot run code on the server.
+"""
+
+import hashlib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import skops.io as sio
+from pydantic import BaseModel, Field, ValidationError
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from shared.contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+
+# skops trusts scikit-learn's own estimators by default; these are the remaining types this
+# recipe's file holds (found with `skops.io.get_untrusted_types`). Anything else is refused.
+TRUSTED_TYPES = ["numpy.dtype"]
+
+
+def build_pipeline(seed: int) -> Pipeline:
+    """Impute and scale the measurements, impute and one-hot the categories, then classify."""
+    numeric = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="median")),
+            ("scale", StandardScaler()),
+        ]
+    )
+    categorical = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="most_frequent")),
+            ("onehot", OneHotEncoder(handle_unknown="ignore")),
+        ]
+    )
+    preprocess = ColumnTransformer(
+        [
+            ("numeric", numeric, list(NUMERIC_FEATURES)),
+            ("categorical", categorical, list(CATEGORICAL_FEATURES)),
+        ]
+    )
+    return Pipeline(
+        [
+            ("preprocess", preprocess),
+            ("classifier", LogisticRegression(max_iter=1000, random_state=seed)),
+        ]
+    )
+
+
+def save_model(pipeline: Pipeline, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sio.dump(pipeline, path)
+
+
+def load_model(path: Path) -> Pipeline:
+    """Load a skops artifact, building only scikit-learn types and `TRUSTED_TYPES`."""
+    return sio.load(path, trusted=TRUSTED_TYPES)
+
+
+# --- The artifact on disk: the model file and its card, checked against each other on load ---
+
+MODEL_FILE = "model.skops"
+CARD_FILE = "card.json"
+
+
+class ModelCard(BaseModel):
+    """What the service knows about its model: identity, provenance and quality."""
+
+    name: str = "penguins-species"
+    version: str = Field(description="First 12 hex digits of the artifact's SHA-256.")
+    artifact_sha256: str
+    fingerprint: str = Field(description="SHA-256 of the fitted numbers: same value, same model.")
+    trained_at: datetime
+    git_commit: str
+    data_checksum: str
+    parameters: dict[str, Any]
+    metrics: dict[str, Any]
+    library_versions: dict[str, str]
+
+
+class ModelLoadError(RuntimeError):
+    """The model cannot be served: the message names the path and the problem."""
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_artifact(pipeline: Pipeline, directory: Path, **card_fields: Any) -> ModelCard:
+    """Write the model file, then its card, versioned by the SHA-256 of the bytes just written."""
+    save_model(pipeline, directory / MODEL_FILE)
+    artifact_sha256 = sha256_file(directory / MODEL_FILE)
+    card = ModelCard(version=artifact_sha256[:12], artifact_sha256=artifact_sha256, **card_fields)
+    (directory / CARD_FILE).write_text(card.model_dump_json(indent=2) + "\n")
+    return card
+
+
+def load_artifact(directory: Path) -> tuple[Pipeline, ModelCard]:
+    """Load the model and its card, refusing a missing, corrupt or mismatched pair."""
+    model_path, card_path = directory / MODEL_FILE, directory / CARD_FILE
+    for path, what in ((model_path, "model"), (card_path, "model card")):
+        if not path.is_file():
+            raise ModelLoadError(
+                f"no {what} at {path}: train with `make level1` (train, then hand-off)"
+            )
+    try:
+        card = ModelCard.model_validate_json(card_path.read_bytes())
+    except ValidationError as error:
+        raise ModelLoadError(f"model card {card_path} is not a valid card: {error}") from None
+    actual = sha256_file(model_path)
+    if actual != card.artifact_sha256:
+        raise ModelLoadError(
+            f"model {model_path} does not match its card {card_path}: the file's SHA-256 is "
+            f"{actual}, the card says {card.artifact_sha256}; hand off the pair together"
+        )
+    try:
+        pipeline = load_model(model_path)
+    except Exception as error:  # skops raises many kinds for a damaged or foreign file
+        raise ModelLoadError(
+            f"model {model_path} could not be loaded ({type(error).__name__}: {error})"
+        ) from None
+    return pipeline, card

@@ -1,0 +1,129 @@
+"""A small HTTP/1.1 load generator for loopback benchmarks: N keep-alive connections, each
+sending the same request as fast as answers come back, for a bounded time and count.
+
+It speaks just enough HTTP for JSON services (Content-Length bodies), so that the client costs
+far less CPU than the server it measures; httpx would need most of a core at these rates.
+Only loopback addresses are accepted: this tool never sends traffic off the machine.
+"""
+
+import asyncio
+import ipaddress
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+REQUEST_TIMEOUT_S = 10.0
+
+
+@dataclass
+class LoadResult:
+    concurrency: int
+    seconds: float
+    latencies_s: list[float] = field(default_factory=list)
+    statuses: Counter = field(default_factory=Counter)
+    failures: Counter = field(default_factory=Counter)  # connection errors, timeouts
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies_s)
+
+    @property
+    def ok(self) -> int:
+        return sum(n for status, n in self.statuses.items() if 200 <= status < 300)
+
+    @property
+    def throughput(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    def percentile_ms(self, q: float) -> float:
+        if len(self.latencies_s) < 2:
+            return float("nan")
+        cuts = statistics.quantiles(self.latencies_s, n=1000, method="inclusive")
+        return 1000 * cuts[min(len(cuts) - 1, round(q * 1000) - 1)]
+
+
+def _check_loopback(host: str) -> None:
+    if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+        raise ValueError(f"load is only sent to loopback addresses, not {host!r}")
+
+
+def build_request(host: str, port: int, method: str, path: str, body: bytes = b"") -> bytes:
+    headers = [
+        f"{method} {path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Connection: keep-alive",
+    ]
+    return ("\r\n".join(headers) + "\r\n\r\n").encode() + body
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """Read one response; return its status and whether the server keeps the connection."""
+    status = int((await reader.readline()).split()[1])
+    length, keep_alive = 0, True
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        name, value = name.strip().lower(), value.strip().lower()
+        if name == "content-length":
+            length = int(value)
+        elif name == "connection" and value == "close":
+            keep_alive = False
+    await reader.readexactly(length)
+    return status, keep_alive
+
+
+async def _connection(
+    host: str, port: int, request: bytes, deadline: float, budget: list[int], result: LoadResult
+) -> None:
+    writer = None
+    try:
+        while time.perf_counter() < deadline and budget[0] > 0:
+            budget[0] -= 1
+            if writer is None:
+                reader, writer = await asyncio.open_connection(host, port)
+            start = time.perf_counter()
+            writer.write(request)
+            status, keep_alive = await asyncio.wait_for(_read_response(reader), REQUEST_TIMEOUT_S)
+            result.latencies_s.append(time.perf_counter() - start)
+            result.statuses[status] += 1
+            if not keep_alive:
+                writer.close()
+                writer = None
+    except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError, IndexError) as error:
+        result.failures[type(error).__name__] += 1
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+async def _run(
+    host: str, port: int, request: bytes, concurrency: int, seconds: float, max_requests: int
+) -> LoadResult:
+    result = LoadResult(concurrency=concurrency, seconds=seconds)
+    budget = [max_requests]  # shared by all connections: the run is bounded in count too
+    start = time.perf_counter()
+    deadline = start + seconds
+    await asyncio.gather(
+        *(_connection(host, port, request, deadline, budget, result) for _ in range(concurrency))
+    )
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def run_load(
+    port: int,
+    path: str,
+    body: bytes,
+    *,
+    concurrency: int,
+    seconds: float,
+    host: str = "127.0.0.1",
+    method: str = "POST",
+    max_requests: int = 1_000_000,
+) -> LoadResult:
+    """Send `body` to `path` over `concurrency` connections for `seconds` (bounded)."""
+    _check_loopback(host)
+    request = build_request(host, port, method, path, body)
+    return asyncio.run(_run(host, port, request, concurrency, seconds, max_requests))
