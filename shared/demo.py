@@ -1,4 +1,4 @@
-"""`make demo`: run each level end to end and show it answering the same request.
+"""`make demo`: run each level end to end and show them answering the same requests.
 
 python -m shared.demo
 """
@@ -6,45 +6,73 @@ python -m shared.demo
 import json
 import subprocess
 import sys
+from contextlib import ExitStack
 
 import httpx
 
-from shared.contract import EXAMPLE_PAYLOAD
+from shared.contract import EXAMPLE_PAYLOAD, INVALID_EXAMPLES
 from shared.paths import state_dir
 from shared.servers import free_port, running_server
 
 
 def banner(text: str) -> None:
-    print(f"\n=== {text} " + "=" * max(0, 70 - len(text)), flush=True)
+    print(f"\n=== {text} " + "=" * max(0, 72 - len(text)), flush=True)
 
 
-def run(*module_and_args: str) -> None:
-    subprocess.run([sys.executable, "-m", *module_and_args], check=True)
+def step(*command: str) -> None:
+    print(f"$ python {' '.join(command)}", flush=True)
+    subprocess.run([sys.executable, *command], check=True)
 
 
-def ask(base_url: str) -> dict:
-    response = httpx.post(f"{base_url}/predict", json=EXAMPLE_PAYLOAD, timeout=10.0)
-    print(f"POST {base_url}/predict -> {response.status_code}")
-    print(json.dumps(response.json(), indent=2))
-    return response.json()
-
-
-def level0() -> None:
+def level0(stack: ExitStack) -> str:
     banner("Level 0: manual notebook, pickle handed to a hand-made server")
-    run("level0_notebook.run")
+    step("-m", "level0_notebook.run")
     port = free_port(preferred=8000)
-    model = state_dir() / "level0" / "model.pkl"
-    env = {"LEVEL0_MODEL_PATH": str(model), "LEVEL0_PORT": str(port)}
-    print(f"serving {model} at 127.0.0.1:{port}; request: {json.dumps(EXAMPLE_PAYLOAD)}")
-    with running_server("level0_notebook.serve", env, port) as base_url:
-        ask(base_url)
+    env = {"LEVEL0_MODEL_PATH": str(state_dir() / "level0" / "model.pkl"), "LEVEL0_PORT": str(port)}
+    return stack.enter_context(running_server("level0_notebook.serve", env, port))
+
+
+def level1(stack: ExitStack) -> str:
+    banner("Level 1: tested package, model card, explicit hand-off, validated API")
+    step("-m", "pytest", "-q", "--no-header", "-p", "no:warnings", "level1_devops/tests")
+    step("-m", "level1_devops.train")
+    step("-m", "level1_devops.handoff")
+    port = free_port(preferred=8001)
+    env = {"LEVEL1_PORT": str(port)}
+    return stack.enter_context(running_server("level1_devops.serve", env, port, "/health"))
+
+
+def compare(services: dict[str, str]) -> None:
+    banner("The same requests to every level")
+    print(f"request: {json.dumps(EXAMPLE_PAYLOAD)}")
+    for name, url in services.items():
+        response = httpx.post(f"{url}/predict", json=EXAMPLE_PAYLOAD, timeout=10)
+        body = response.json()
+        top = ", ".join(f"{k} {v:.4f}" for k, v in body["probabilities"].items())
+        version = body.get("model_version", "(no version)")
+        print(f"  {name}: {response.status_code} {body['species']} [{top}] model {version}")
+    print("\ninvalid requests (status per level):")
+    print(f"  {'example':<16}" + "".join(f"{name:>10}" for name in services))
+    for example in INVALID_EXAMPLES:
+        statuses = [
+            httpx.post(
+                f"{url}/predict",
+                content=example.body,
+                headers={"content-type": "application/json"},
+                timeout=10,
+            ).status_code
+            for url in services.values()
+        ]
+        print(f"  {example.name:<16}" + "".join(f"{s:>10}" for s in statuses))
 
 
 def main() -> None:
     try:
-        level0()
+        with ExitStack() as stack:
+            services = {"level 0": level0(stack), "level 1": level1(stack)}
+            compare(services)
     except subprocess.CalledProcessError as error:
-        sys.exit(f"demo: a step failed ({' '.join(error.cmd)}); its output is above")
+        sys.exit(f"demo: a step failed ({' '.join(error.cmd[1:])}); its output is above")
 
 
 if __name__ == "__main__":

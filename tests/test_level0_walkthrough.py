@@ -5,25 +5,15 @@ walkthrough works, so the comparison with the other levels is fair.
 """
 
 import json
-from pathlib import Path
 
 import httpx
 import nbformat
 import pytest
 
-from level0_notebook.run import execute
 from shared.contract import CLASSES, EXAMPLE_PAYLOAD, EXPECTED_SPECIES, VALID_EXAMPLES
 from shared.servers import free_port, running_server
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def level0_output(tmp_path_factory) -> Path:
-    """Execute the notebook once for this module, into a temporary state folder."""
-    output_dir = tmp_path_factory.mktemp("level0")
-    execute(output_dir)
-    return output_dir
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,53 @@
+"""Same model at every level: the comparison between levels is only fair if this holds."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from level1_devops.model import load_artifact
+from level1_devops.predict import Predictor
+from shared.contract import FEATURES
+from shared.data import load_penguins, split_train_test
+from shared.simulate import simulate_batch
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def level0_model(level0_output):
+    with open(level0_output / "model.pkl", "rb") as f:
+        return pickle.load(f)  # our own file, written by the notebook this session
+
+
+@pytest.fixture(scope="module")
+def level1_model(level1_model_dir):
+    return load_artifact(level1_model_dir)[0]
+
+
+def test_level0_and_level1_agree_on_held_out_rows(level0_model, level1_model):
+    """The notebook's model and level 1's give the same species and probabilities (1e-9)."""
+    _, test = split_train_test(load_penguins())
+    features = test[list(FEATURES)]
+
+    level0 = level0_model.predict_proba(features)
+    level1 = level1_model.predict_proba(features)
+
+    np.testing.assert_array_equal(level0_model.predict(features), level1_model.predict(features))
+    assert np.abs(level0 - level1).max() <= 1e-9
+
+
+def test_level0_and_level1_agree_on_simulated_penguins(level0_model, level1_model):
+    """On 5,000 simulated penguins the two levels' probabilities agree within 1e-9."""
+    features = simulate_batch(5000, seed=2026)[list(FEATURES)]
+
+    difference = level0_model.predict_proba(features) - level1_model.predict_proba(features)
+
+    assert np.abs(difference).max() <= 1e-9
+
+
+def test_level0_and_level1_fitted_the_same_numbers(level0_model, level1_model_dir):
+    """Level 0's pickle has the fingerprint written on level 1's card: the same fitted model."""
+    card = load_artifact(level1_model_dir)[1]
+
+    assert Predictor.from_pipeline(level0_model).fingerprint() == card.fingerprint

@@ -1,0 +1,46 @@
+"""CI workflows call the same make targets a person runs, so CI and the README cannot drift."""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+
+
+def makefile_targets() -> dict[str, list[str]]:
+    """Each Makefile target and its prerequisites (variables such as $(STAMP) left out)."""
+    targets = {}
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if match := re.match(r"^([a-zA-Z0-9_-]+):(?!=)([^#]*)", line):
+            targets[match[1]] = [p for p in match[2].split() if not p.startswith("$")]
+    return targets
+
+
+def run_steps(workflow: Path) -> list[str]:
+    jobs = yaml.safe_load(workflow.read_text())["jobs"]
+    return [step["run"] for job in jobs.values() for step in job["steps"] if "run" in step]
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_runs_only_make_targets_that_exist(workflow):
+    """Every `run:` step is `make <target>` for a target the Makefile defines."""
+    targets = makefile_targets()
+
+    for command in run_steps(workflow):
+        words = command.split()
+        assert words[0] == "make", f"{workflow.name}: {command!r} is not a make target"
+        assert all(t in targets for t in words[1:]), f"{workflow.name}: {command!r}"
+
+
+def test_level1_workflow_runs_what_make_level1_runs():
+    """The level 1 workflow runs each step of `make level1`, in order, and builds the image."""
+    targets = makefile_targets()
+    steps = [c.split()[1] for c in run_steps(ROOT / ".github" / "workflows" / "level1.yml")]
+
+    level1_steps = [s for s in steps if s in targets["level1"]]
+
+    assert level1_steps == targets["level1"]
+    assert "level1-image" in steps
