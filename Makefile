@@ -11,8 +11,14 @@ UV_PIN := $(shell grep -E '^uv==' requirements.lock)
 
 # Keep bytecode out of the source tree: everything generated lives under state/.
 export PYTHONPYCACHEPREFIX := $(CURDIR)/state/pycache
+# Level 2's tools keep their state under state/ too, and stay offline.
+export PREFECT_HOME := $(CURDIR)/state/level2/prefect
 # Prefect's telemetry heartbeat makes the ephemeral server log "database is locked".
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+# The ephemeral Prefect server takes 13-23 s to start here; its default limit is 20 s.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+export GX_ANALYTICS_ENABLED := false
+export MLFLOW_ENABLE_TELEMETRY := false
 export DO_NOT_TRACK := 1
 
 .PHONY: help
@@ -89,6 +95,31 @@ level1-serve: $(STAMP) ## Level 1: serve the handed-off model at 127.0.0.1:8001
 .PHONY: level1-image
 level1-image: ## Level 1: build the container image (needs a Docker engine)
 	docker build -f level1_devops/Dockerfile -t penguins-level1 .
+
+.PHONY: level2
+level2: $(STAMP) ## Level 2: run the pipeline once (BATCH=path.csv for a batch file; default: the 2009 birds)
+	@mkdir -p $(PREFECT_HOME)
+	$(PY) -m level2_pipelines.run $(if $(BATCH),--batch $(BATCH))
+
+.PHONY: level2-serve
+level2-serve: $(STAMP) ## Level 2: serve the registry's champion at 127.0.0.1:8002, following promotions
+	@mkdir -p $(PREFECT_HOME)
+	$(PY) -m level2_pipelines.serve
+
+.PHONY: level2-rollback
+level2-rollback: $(STAMP) ## Level 2: move `champion` back to the previous version; the service follows
+	@mkdir -p $(PREFECT_HOME)
+	$(PY) -m level2_pipelines.registry rollback
+
+.PHONY: level2-approve
+level2-approve: $(STAMP) ## Level 2: promote the waiting `challenger` (after a manual-approval run)
+	@mkdir -p $(PREFECT_HOME)
+	$(PY) -m level2_pipelines.registry approve
+
+.PHONY: level2-registry
+level2-registry: $(STAMP) ## Level 2: list registry versions, aliases and gate outcomes
+	@mkdir -p $(PREFECT_HOME)
+	$(PY) -m level2_pipelines.registry show
 
 .PHONY: bench
 bench: $(STAMP) ## Serving speed: level 1 vs mlflow models serve vs in-process, c=1/8/32

@@ -1,0 +1,53 @@
+"""Ingest: the reference training rows, the held-out rows, and a new batch with an id.
+
+The story of level 2: the model was first trained on the 2007-2008 birds of the shared training
+split; new birds arrive in batches (by default the 2009 birds of that split, or any CSV or
+Parquet file, or a simulated batch). The shared test split is never trained on: every model,
+candidate and champion alike, is judged on it.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from shared.contract import FEATURES, TARGET
+from shared.data import data_checksum, load_penguins, split_by_year, split_train_test
+
+
+@dataclass(frozen=True)
+class Batch:
+    batch_id: str
+    checksum: str  # SHA-256 of the batch's content
+    source: str  # where it came from: a path, or "2009 rows"
+    frame: pd.DataFrame
+
+
+def reference_and_new_rows(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The training split cut by year: 2007-2008 (reference) and 2009 (the default batch)."""
+    train, _ = split_train_test(load_penguins(), seed=seed)
+    return split_by_year(train)
+
+
+def held_out_rows(seed: int) -> pd.DataFrame:
+    return split_train_test(load_penguins(), seed=seed)[1]
+
+
+def read_batch_file(path: Path) -> pd.DataFrame:
+    """Read as the file says, without coercing types: validation must see what arrived."""
+    if path.suffix.lower() == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix.lower() == ".csv":
+        return pd.read_csv(path)
+    raise ValueError(f"batch {path}: expected a .csv or .parquet file")
+
+
+def make_batch(frame: pd.DataFrame, source: str) -> Batch:
+    checksum = data_checksum(frame)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return Batch(batch_id=f"{stamp}-{checksum[:8]}", checksum=checksum, source=source, frame=frame)
+
+
+def features_and_target(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    return frame[list(FEATURES)], frame[TARGET]

@@ -1,0 +1,325 @@
+"""The level 2 training pipeline, orchestrated by Prefect:
+
+    ingest -> validate -> train -> evaluate -> register -> promote -> deploy
+
+    python -m level2_pipelines.run [--batch PATH] [--approval manual]
+
+Every run is one MLflow run (validation docs, parameters, metrics, model, lineage) and, when
+the batch is valid, one new registry version, promoted to `champion` only if it passes the
+gate. A bad batch stops the flow at `validate`: it is quarantined with the failed checks and
+nothing downstream runs. Promotion is the single alias move in `promote`, so a crash anywhere
+before it leaves the champion as it was.
+"""
+
+import asyncio
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pandas as pd
+from mlflow import MlflowClient
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from level2_pipelines import registry
+from level2_pipelines.api import ServedModel, create_app
+from level2_pipelines.data import (
+    Batch,
+    held_out_rows,
+    make_batch,
+    read_batch_file,
+    reference_and_new_rows,
+)
+from level2_pipelines.deploy import follow_in_service
+from level2_pipelines.evaluate import Verdict, evaluate, judge
+from level2_pipelines.model import Lineage, load_version
+from level2_pipelines.predict import Predictor
+from level2_pipelines.settings import Settings
+from level2_pipelines.tracking import connect
+from level2_pipelines.train import Candidate, fit, git_commit, log_training, training_rows
+from level2_pipelines.validate import validate_frame
+from shared.contract import EXPECTED_SPECIES, INVALID_EXAMPLES, VALID_EXAMPLES
+
+
+class BatchRejected(RuntimeError):
+    """The batch failed validation; the message lists the failed checks and where it is kept."""
+
+
+class Clock:
+    """Seconds spent per stage, split into the pipeline's own work and MLflow I/O.
+
+    A plain class on purpose: Prefect rebuilds dicts and dataclasses passed to tasks, and this
+    one must be the same object in every task."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[tuple[str, str], float] = {}
+
+    @contextmanager
+    def measure(self, kind: str, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            key = (kind, stage)
+            self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - start
+
+    def total(self, kind: str) -> float:
+        return sum(s for (k, _), s in self.seconds.items() if k == kind)
+
+
+@dataclass
+class Outcome:
+    batch_id: str
+    run_id: str
+    version: str | None = None
+    promoted_to: str | None = None  # "champion", "challenger", or None when rejected
+    reasons: list[str] = field(default_factory=list)
+    deployed: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    clock: Clock = field(default_factory=Clock)
+
+
+# Tasks pass data frames and clients, which are neither hashable nor worth caching.
+stage = task(cache_policy=NO_CACHE)
+
+
+@stage(retries=2, retry_delay_seconds=[1, 5])  # file reads can fail on a shared disk
+def ingest(batch_path: str | None, settings: Settings, clock: Clock) -> tuple[Batch, pd.DataFrame]:
+    """The new batch (a file, or the 2009 birds) with an id and hash, and the reference rows."""
+    with clock.measure("work", "ingest"):
+        reference, new_rows = reference_and_new_rows(settings.seed)
+        if batch_path is None:
+            return make_batch(new_rows, "2009 birds of the training split"), reference
+        return make_batch(read_batch_file(Path(batch_path)), batch_path), reference
+
+
+@stage
+def validate(
+    batch: Batch, reference: pd.DataFrame, settings: Settings, run_id: str, clock: Clock
+) -> None:
+    """Run the GX suite; keep the data docs; quarantine the batch and stop if it fails."""
+    docs_dir = settings.data_docs_dir / batch.batch_id
+    with clock.measure("work", "validate"):
+        report = validate_frame(
+            batch.frame, reference, settings.min_batch_rows, docs_dir, batch.batch_id
+        )
+    with clock.measure("mlflow", "validate"):
+        client = MlflowClient()
+        client.log_artifacts(run_id, str(docs_dir), "data_docs")
+        client.set_tag(run_id, "validation", "passed" if report.success else "failed")
+        client.log_metric(run_id, "expectations_failed", len(report.failed))
+    if report.success:
+        keep(batch, settings.batches_dir / batch.batch_id, settings)
+        return
+    kept = keep(batch, settings.quarantine_dir / batch.batch_id, settings)
+    (kept / "failed_expectations.txt").write_text("\n".join(report.failed) + "\n")
+    raise BatchRejected(
+        f"batch {batch.batch_id} failed {len(report.failed)} of {report.evaluated} "
+        f"expectations and was quarantined in {kept}:\n  - "
+        + "\n  - ".join(report.failed)
+        + f"\ndata docs: {report.docs_index}"
+    )
+
+
+def keep(batch: Batch, folder: Path, settings: Settings) -> Path:
+    """Keep the batch as it arrived: moved out of the incoming folder, copied from elsewhere."""
+    folder.mkdir(parents=True, exist_ok=True)
+    source = Path(batch.source)
+    if source.is_file() and source.resolve().parent == settings.incoming_dir.resolve():
+        shutil.move(source, folder / source.name)
+    elif source.is_file():
+        shutil.copy2(source, folder / source.name)
+    else:
+        batch.frame.to_csv(folder / "batch.csv", index=False)
+    return folder
+
+
+@stage
+def train(
+    batch: Batch, reference: pd.DataFrame, settings: Settings, run_id: str, clock: Clock
+) -> Candidate:
+    """Fit on reference + batch; log parameters, metrics, model and lineage to the run."""
+    with clock.measure("work", "train"):
+        training = training_rows(reference, batch.frame)
+        pipeline = fit(training, settings.seed)
+        held_out = held_out_rows(settings.seed)
+        metrics = evaluate(pipeline, held_out)
+    lineage = {
+        "git_commit": git_commit(),
+        "batch_id": batch.batch_id,
+        "batch_checksum": batch.checksum,
+        "flow_run_id": str(flow_run.id),
+        "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
+    }
+    with clock.measure("mlflow", "train"):
+        candidate = log_training(
+            run_id, pipeline, training, held_out, metrics, settings.seed, lineage
+        )
+        MlflowClient().set_tag(run_id, "data_checksum", candidate.training_checksum)
+    return candidate
+
+
+@stage(name="evaluate")
+def evaluate_candidate(
+    candidate: Candidate, settings: Settings, clock: Clock
+) -> tuple[Verdict, dict[str, float]]:
+    """Judge the candidate against the champion on the same held-out rows, then smoke-test it."""
+    client = MlflowClient()
+    with clock.measure("mlflow", "evaluate"):
+        champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
+        champion_pipeline = (
+            load_version(client, settings.model_name, champion.version)[0] if champion else None
+        )
+    with clock.measure("work", "evaluate"):
+        held_out = held_out_rows(settings.seed)
+        metrics = evaluate(candidate.pipeline, held_out)
+        champion_metrics = evaluate(champion_pipeline, held_out) if champion_pipeline else None
+        verdict = judge(
+            metrics,
+            champion_metrics,
+            macro_f1_floor=settings.macro_f1_floor,
+            regression_tolerance=settings.regression_tolerance,
+            island_accuracy_floor=settings.island_accuracy_floor,
+        )
+        verdict.reasons += smoke_test(candidate, settings)
+        verdict.passed = not verdict.reasons
+    with clock.measure("mlflow", "evaluate"):
+        for name, value in (champion_metrics or {}).items():
+            client.log_metric(candidate.run_id, f"champion_{name}", value)
+        client.set_tag(candidate.run_id, "gate", "passed" if verdict.passed else "rejected")
+    return verdict, metrics
+
+
+def smoke_test(candidate: Candidate, settings: Settings) -> list[str]:
+    """Serve the candidate in-process through the service's own app; check the contract."""
+    stub = Lineage(
+        name=settings.model_name,
+        version="candidate",
+        run_id=candidate.run_id,
+        git_commit="",
+        data_checksum=candidate.training_checksum,
+        batch_id="",
+        flow_run_id="",
+        trained_at="",
+        metrics={},
+    )
+    app = create_app(
+        settings, ServedModel(lineage=stub, predictor=Predictor.from_pipeline(candidate.pipeline))
+    )
+
+    async def probe() -> list[str]:
+        problems = []
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://candidate") as http:
+            for name, payload in VALID_EXAMPLES.items():
+                response = await http.post("/predict", json=payload)
+                expected = EXPECTED_SPECIES.get(name)
+                if response.status_code != 200:
+                    problems.append(f"smoke test: {name} answered {response.status_code}")
+                elif expected and response.json()["species"] != expected:
+                    problems.append(
+                        f"smoke test: {name} classified as {response.json()['species']}"
+                    )
+            for example in INVALID_EXAMPLES:
+                response = await http.post(
+                    "/predict", content=example.body, headers={"content-type": "application/json"}
+                )
+                if not 400 <= response.status_code < 500:
+                    problems.append(f"smoke test: {example.name} answered {response.status_code}")
+        return problems
+
+    return asyncio.run(probe())
+
+
+@stage
+def register(
+    candidate: Candidate, verdict: Verdict, batch: Batch, settings: Settings, clock: Clock
+) -> str:
+    """A new registry version, tagged with its lineage, validation status and gate outcome."""
+    run = MlflowClient().get_run(candidate.run_id)
+    tags = {
+        key: run.data.tags[key]
+        for key in ("git_commit", "batch_id", "batch_checksum", "flow_run_id", "trained_at")
+    }
+    tags |= {
+        "data_checksum": candidate.training_checksum,
+        "validation": "passed",
+        "gate": "passed" if verdict.passed else "rejected",
+        "gate_reasons": "; ".join(verdict.reasons) or "-",
+    }
+    with clock.measure("mlflow", "register"):
+        version = registry.register(
+            MlflowClient(), settings.model_name, candidate.model_uri, candidate.run_id, tags
+        )
+    return version.version
+
+
+@stage
+def promote(version: str, approval: str, settings: Settings, clock: Clock) -> str:
+    """`champion` (or `challenger`, awaiting `make level2-approve`) moves to this version."""
+    alias = registry.CHAMPION if approval == "auto" else registry.CHALLENGER
+    with clock.measure("mlflow", "promote"):
+        registry.promote(MlflowClient(), settings.model_name, version, alias)
+    return alias
+
+
+@stage
+def deploy(version: str, settings: Settings) -> str:
+    """Have the running service serve the new champion, and confirm it does."""
+    return follow_in_service(settings, version)
+
+
+@flow(name="penguins-training")
+def training_pipeline(batch_path: str | None = None, approval: str | None = None) -> Outcome:
+    settings = Settings()
+    clock = Clock()
+    client = connect(settings)
+    batch, reference = ingest(batch_path, settings, clock)
+    run = client.create_run(
+        client.get_experiment_by_name(settings.experiment).experiment_id,
+        run_name=f"batch {batch.batch_id}",
+        tags={"batch_id": batch.batch_id, "batch_source": batch.source},
+    )
+    outcome = Outcome(batch_id=batch.batch_id, run_id=run.info.run_id, clock=clock)
+    try:
+        validate(batch, reference, settings, outcome.run_id, clock)
+        candidate = train(batch, reference, settings, outcome.run_id, clock)
+        verdict, outcome.metrics = evaluate_candidate(candidate, settings, clock)
+        outcome.version = register(candidate, verdict, batch, settings, clock)
+        outcome.reasons = verdict.reasons
+        if verdict.passed:
+            outcome.promoted_to = promote(
+                outcome.version, approval or settings.approval, settings, clock
+            )
+            if outcome.promoted_to == registry.CHAMPION:
+                outcome.deployed = deploy(outcome.version, settings)
+    except BaseException:
+        client.set_terminated(outcome.run_id, "FAILED")
+        raise
+    client.set_terminated(outcome.run_id, "FINISHED")
+    return outcome
+
+
+def report(outcome: Outcome, settings: Settings, seconds: float) -> None:
+    print(f"level 2: batch {outcome.batch_id}, MLflow run {outcome.run_id}")
+    print(
+        f"level 2: held-out accuracy {outcome.metrics['accuracy']:.3f}, "
+        f"macro F1 {outcome.metrics['macro_f1']:.3f}"
+    )
+    if outcome.promoted_to is None:
+        print(f"level 2: {settings.model_name} v{outcome.version} registered and REJECTED:")
+        print("\n".join(f"  - {reason}" for reason in outcome.reasons))
+    else:
+        print(f"level 2: {settings.model_name} v{outcome.version} is now {outcome.promoted_to}")
+        if outcome.promoted_to == registry.CHALLENGER:
+            print("level 2: waiting for approval: `make level2-approve`")
+        print(f"level 2: {outcome.deployed or 'not deployed until approved'}")
+    work, mlflow_io = outcome.clock.total("work"), outcome.clock.total("mlflow")
+    print(
+        f"level 2: flow {seconds:.1f} s = pipeline work {work:.1f} s + MLflow {mlflow_io:.1f} s "
+        f"+ Prefect {seconds - work - mlflow_io:.1f} s"
+    )

@@ -1,0 +1,62 @@
+"""Run the level 2 pipeline once, on demand: `make level2 [BATCH=path]`, or
+
+    python -m level2_pipelines.run [--batch PATH] [--approval auto|manual]
+
+With the workshop's Prefect server up (`make level2-up`) the run is recorded there. Otherwise
+Prefect starts a temporary API for this run; it takes ~10 s to boot, so it is started first, in
+the background, and boots while this process imports the pipeline's libraries (~10 s more).
+"""
+
+import argparse
+import sys
+import threading
+import time
+from contextlib import nullcontext
+
+import httpx
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from level2_pipelines.settings import Settings
+
+
+def local_prefect_server(settings: Settings) -> str | None:
+    """The URL of the workshop's Prefect server (`make level2-up`) if it answers."""
+    try:
+        httpx.get(f"{settings.prefect_api_url}/health", timeout=0.5).raise_for_status()
+    except httpx.HTTPError:
+        return None
+    return settings.prefect_api_url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the level 2 training pipeline once.")
+    parser.add_argument("--batch", help="a CSV or Parquet batch; default: the 2009 birds")
+    parser.add_argument("--approval", choices=["auto", "manual"], help="default: settings")
+    args = parser.parse_args()
+    settings = Settings()
+    server = local_prefect_server(settings)
+    print(f"level 2: Prefect API {server or 'temporary (started for this run)'}", flush=True)
+    booting = None
+    if server is None:
+        # The same singleton Prefect would start on first use: booting it now overlaps its
+        # start-up with the imports below (it is a subprocess, on the other core).
+        from prefect.server.api.server import SubprocessASGIServer
+
+        booting = threading.Thread(target=SubprocessASGIServer().start)
+        booting.start()
+    # Deferred on purpose (see above): GX, MLflow and scikit-learn take ~10 s to import.
+    from level2_pipelines.pipeline import BatchRejected, report, training_pipeline
+
+    if booting is not None:
+        booting.join()
+    start = time.perf_counter()
+    with temporary_settings({PREFECT_API_URL: server}) if server else nullcontext():
+        try:
+            outcome = training_pipeline(args.batch, args.approval)
+        except BatchRejected as error:
+            sys.exit(f"level 2: {error}")
+    report(outcome, settings, time.perf_counter() - start)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""Point MLflow at the configured store. Called by entry points, never at import time."""
+
+import mlflow
+from mlflow import MlflowClient
+
+from level2_pipelines.settings import Settings
+
+
+def connect(settings: Settings) -> MlflowClient:
+    """Set the tracking and registry URI, make sure the experiment exists, return a client."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.resolved_tracking_uri)
+    mlflow.set_registry_uri(settings.resolved_tracking_uri)
+    client = MlflowClient()
+    if client.get_experiment_by_name(settings.experiment) is None:
+        client.create_experiment(
+            settings.experiment, artifact_location=settings.artifacts_dir.resolve().as_uri()
+        )
+    mlflow.set_experiment(settings.experiment)
+    return client

@@ -1,0 +1,114 @@
+"""Train: fit the recipe on the reference rows plus the new batch, and record the run in MLflow
+with its parameters, metrics, model (signature and input example), a confusion matrix and the
+lineage tags that let anyone trace a served model back to its code and data."""
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import mlflow.sklearn
+import pandas as pd
+import sklearn
+import skops
+from matplotlib.figure import Figure
+from mlflow.models import infer_signature
+from sklearn.metrics import ConfusionMatrixDisplay
+from sklearn.pipeline import Pipeline
+
+from level2_pipelines.data import features_and_target
+from level2_pipelines.model import TRUSTED_TYPES, build_pipeline
+from shared.contract import CLASSES
+from shared.data import COLUMNS, data_checksum
+
+
+@dataclass(frozen=True)
+class Candidate:
+    run_id: str
+    model_uri: str
+    pipeline: Pipeline
+    training_checksum: str
+
+
+def git_commit() -> str:
+    """The commit the code came from, marked `-dirty` if files were changed; or `unknown`."""
+    here = Path(__file__).parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."], cwd=here, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def training_rows(reference: pd.DataFrame, batch: pd.DataFrame) -> pd.DataFrame:
+    """The reference rows and the (validated) batch, in the shared column order and dtypes."""
+    return pd.concat([reference, batch[list(COLUMNS)].astype(reference.dtypes)], ignore_index=True)
+
+
+def fit(training: pd.DataFrame, seed: int) -> Pipeline:
+    return build_pipeline(seed).fit(*features_and_target(training))
+
+
+def confusion_figure(pipeline: Pipeline, held_out: pd.DataFrame) -> Figure:
+    # A bare Figure needs no pyplot backend and holds no global state: safe in a worker.
+    features, target = features_and_target(held_out)
+    figure = Figure(figsize=(5, 4))
+    ax = figure.subplots()
+    ConfusionMatrixDisplay.from_predictions(
+        target, pipeline.predict(features), labels=list(CLASSES), cmap="Blues", ax=ax
+    )
+    ax.set_title("Confusion matrix, held-out penguins")
+    return figure
+
+
+def log_training(
+    run_id: str,
+    pipeline: Pipeline,
+    training: pd.DataFrame,
+    held_out: pd.DataFrame,
+    metrics: dict[str, float],
+    seed: int,
+    lineage: dict[str, str],
+) -> Candidate:
+    """Record parameters, metrics, figure, model and lineage tags in the pipeline's MLflow run."""
+    features, _ = features_and_target(training)
+    classifier = pipeline.named_steps["classifier"]
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_params(
+            {
+                "seed": seed,
+                "training_rows": len(training),
+                "held_out_rows": len(held_out),
+                "classifier": type(classifier).__name__,
+                "C": classifier.C,
+                "max_iter": classifier.max_iter,
+            }
+        )
+        mlflow.log_metrics(metrics)
+        mlflow.log_figure(confusion_figure(pipeline, held_out), "confusion_matrix.png")
+        mlflow.set_tags(lineage)
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            serialization_format="skops",
+            skops_trusted_types=TRUSTED_TYPES,
+            signature=infer_signature(features, pipeline.predict_proba(features)),
+            input_example=features.head(3),
+            # Pinned here rather than inferred: inference loads the model in a subprocess.
+            pip_requirements=[
+                f"scikit-learn=={sklearn.__version__}",
+                f"skops=={skops.__version__}",
+            ],
+            pyfunc_predict_fn="predict_proba",  # `mlflow models serve` answers probabilities too
+        )
+    return Candidate(
+        run_id=run_id,
+        model_uri=info.model_uri,
+        pipeline=pipeline,
+        training_checksum=data_checksum(training),
+    )
