@@ -41,7 +41,7 @@ from level2_pipelines.settings import Settings
 from level2_pipelines.tracking import connect
 from shared.contract import VALID_EXAMPLES
 
-log = logging.getLogger("level2.serve")
+log = logging.getLogger("uvicorn.error")  # configured by uvicorn, printed with its lines
 
 
 @dataclass(frozen=True)
@@ -81,13 +81,12 @@ class ChampionFollower:
                 registry.version_by_alias, self.client, self.name, registry.CHAMPION
             )
             current = getattr(self.app.state, "model", None)
-            if champion is None or (current and current.lineage.version == champion.version):
+            version = str(champion.version) if champion is not None else None
+            if version is None or (current and current.lineage.version == version):
                 return current
-            loaded = await asyncio.to_thread(
-                load_served_model, self.client, self.name, champion.version
-            )
+            loaded = await asyncio.to_thread(load_served_model, self.client, self.name, version)
             self.app.state.model = loaded  # the swap: one assignment, the model already whole
-            log.warning("now serving %s v%s", self.name, loaded.lineage.version)
+            log.info("now serving %s v%s", self.name, loaded.lineage.version)
             return loaded
 
     async def follow(self, every_s: float) -> None:

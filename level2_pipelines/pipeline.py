@@ -252,10 +252,9 @@ def register(
         "gate_reasons": "; ".join(verdict.reasons) or "-",
     }
     with clock.measure("mlflow", "register"):
-        version = registry.register(
+        return registry.register(
             MlflowClient(), settings.model_name, candidate.model_uri, candidate.run_id, tags
         )
-    return version.version
 
 
 @stage

@@ -36,23 +36,24 @@ def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersio
 
 def register(
     client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str]
-) -> ModelVersion:
+) -> str:
     """A new registry version of `name` for the model at `model_uri`, tagged with its lineage."""
     try:
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description="Penguin species, level 2 pipeline")
-    return client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+    return str(client.create_model_version(name, model_uri, run_id=run_id, tags=tags).version)
 
 
 def promote(client: MlflowClient, name: str, version: str, alias: str = CHAMPION) -> str | None:
     """Point `alias` at `version`; return the version it pointed at before (if any)."""
-    previous = version_by_alias(client, name, CHAMPION)
-    if alias == CHAMPION and previous is not None and previous.version != version:
-        client.set_model_version_tag(name, version, "previous_champion", previous.version)
-    client.set_model_version_tag(name, version, f"{alias}_since", datetime.now(UTC).isoformat())
+    found = version_by_alias(client, name, CHAMPION)
+    previous = str(found.version) if found is not None else None
+    if alias == CHAMPION and previous is not None and previous != version:
+        client.set_model_version_tag(name, version, "previous_champion", previous)
+    client.set_model_version_tag(name, version, f"{alias}_since", _now())
     client.set_registered_model_alias(name, alias, version)  # the one step that changes serving
-    return previous.version if previous is not None else None
+    return previous
 
 
 def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
@@ -60,12 +61,12 @@ def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
     current = version_by_alias(client, name, CHAMPION)
     if current is None:
         raise RegistryError(f"{name} has no champion to roll back")
-    previous = current.tags.get("previous_champion")
+    version, previous = str(current.version), current.tags.get("previous_champion")
     if previous is None:
-        raise RegistryError(f"{name} v{current.version} replaced no earlier champion")
-    client.set_model_version_tag(name, current.version, "rolled_back_at", _now())
+        raise RegistryError(f"{name} v{version} replaced no earlier champion")
+    client.set_model_version_tag(name, version, "rolled_back_at", _now())
     client.set_registered_model_alias(name, CHAMPION, previous)
-    return current.version, previous
+    return version, previous
 
 
 def approve(client: MlflowClient, name: str) -> str:
@@ -73,10 +74,11 @@ def approve(client: MlflowClient, name: str) -> str:
     challenger = version_by_alias(client, name, CHALLENGER)
     if challenger is None:
         raise RegistryError(f"{name} has no challenger waiting for approval")
-    promote(client, name, challenger.version)
+    version = str(challenger.version)
+    promote(client, name, version)
     client.delete_registered_model_alias(name, CHALLENGER)
-    client.set_model_version_tag(name, challenger.version, "approved_at", _now())
-    return challenger.version
+    client.set_model_version_tag(name, version, "approved_at", _now())
+    return version
 
 
 def _now() -> str:
@@ -93,10 +95,10 @@ def describe(client: MlflowClient, name: str) -> list[str]:
         return [f"{name}: no versions yet; run `make level2`"]
     aliases = {}
     for alias, version in client.get_registered_model(name).aliases.items():
-        aliases.setdefault(version, []).append(alias)
+        aliases.setdefault(str(version), []).append(alias)
     lines = []
     for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
-        marks = ",".join(aliases.get(v.version, [])) or "-"
+        marks = ",".join(aliases.get(str(v.version), [])) or "-"
         lines.append(
             f"v{v.version:<4} {marks:<20} gate={v.tags.get('gate', '?'):<9} "
             f"batch={v.tags.get('batch_id', '?')} run={v.run_id[:8]}"

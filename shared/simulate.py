@@ -20,7 +20,9 @@ from shared.data import COLUMNS, load_penguins
 # Recorded precision in the real data: bills to 0.1 mm, flippers to 1 mm, mass to 25 g steps
 # in the field but stored as whole grams.
 DECIMALS = {"bill_length_mm": 1, "bill_depth_mm": 1, "flipper_length_mm": 0, "body_mass_g": 0}
-WRONG_TYPE_TOKEN = "n/a"  # what a spreadsheet export puts where a number should be
+# What field sheets put where a number should be ("not determined"). Not one of the tokens
+# pandas reads as missing, so it survives a CSV round trip as text.
+WRONG_TYPE_TOKEN = "n.d."
 
 
 @dataclass(frozen=True)

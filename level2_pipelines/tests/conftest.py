@@ -1,0 +1,61 @@
+"""Fixtures for level 2's tests: a temporary state folder (MLflow store, data docs, quarantine),
+one Prefect test harness for the whole session, and the flow runs the scenarios share."""
+
+import os
+import tempfile
+from pathlib import Path
+
+# Prefect reads these when first imported, so they are set before anything imports it: a
+# private home and a patient start-up timeout for the harness's server on this 2-core machine.
+_PREFECT_HOME = Path(tempfile.mkdtemp(prefix="level2-prefect-"))
+os.environ.setdefault("PREFECT_HOME", str(_PREFECT_HOME))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+
+from level2_pipelines.settings import Settings  # noqa: E402
+from level2_pipelines.tracking import connect  # noqa: E402
+
+HARNESS_STARTUP_S = 180
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory) -> Path:
+    """One level 2 state folder for the session; each test uses its own registered model."""
+    path = tmp_path_factory.mktemp("level2-state")
+    previous = os.environ.get("LEVEL2_STATE_DIR")
+    os.environ["LEVEL2_STATE_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("LEVEL2_STATE_DIR")
+    else:
+        os.environ["LEVEL2_STATE_DIR"] = previous
+
+
+@pytest.fixture
+def settings(state_dir, monkeypatch, request) -> Settings:
+    """Settings for one test: the session's store, a registered model named after the test."""
+    name = "penguins-" + request.node.name.replace("[", "-").replace("]", "")[:60]
+    monkeypatch.setenv("LEVEL2_MODEL_NAME", name)
+    monkeypatch.setenv("LEVEL2_PORT", "1")  # no service: deploy reports "not running"
+    settings = Settings()
+    connect(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """Prefect's test harness: a temporary API and database, started once per session."""
+    with prefect_test_harness(server_startup_timeout=HARNESS_STARTUP_S):
+        yield
+
+
+def write_batch(frame: pd.DataFrame, directory: Path, name: str = "batch.csv") -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    frame.to_csv(path, index=False)
+    return str(path)

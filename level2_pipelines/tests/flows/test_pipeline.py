@@ -1,0 +1,137 @@
+"""Whole pipeline runs under Prefect's test harness, one scenario each, each with its own
+registered model: what gets promoted, what gets stopped, and what is kept for inspection."""
+
+import pytest
+from mlflow import MlflowClient
+
+from level2_pipelines import pipeline, registry
+from level2_pipelines.data import reference_and_new_rows
+from level2_pipelines.pipeline import BatchRejected, training_pipeline
+from level2_pipelines.tests.conftest import write_batch
+from shared.simulate import Corruption, simulate_batch
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def champion(settings):
+    found = registry.version_by_alias(MlflowClient(), settings.model_name, registry.CHAMPION)
+    return str(found.version) if found else None
+
+
+def versions(settings):
+    return MlflowClient().search_model_versions(f"name = '{settings.model_name}'")
+
+
+def test_good_batch_is_promoted_with_lineage(settings):
+    """The 2009 birds pass: a new version becomes champion, tagged with its lineage."""
+    outcome = training_pipeline()
+
+    version = MlflowClient().get_model_version(settings.model_name, outcome.version)
+    run = MlflowClient().get_run(outcome.run_id)
+    assert outcome.promoted_to == registry.CHAMPION
+    assert champion(settings) == outcome.version
+    assert version.tags["validation"] == "passed"
+    assert version.tags["gate"] == "passed"
+    assert version.tags["batch_id"] == outcome.batch_id
+    assert len(version.tags["data_checksum"]) == 64
+    assert version.tags["flow_run_id"] != "None"
+    assert run.data.tags["validation"] == "passed"
+    assert run.info.status == "FINISHED"
+
+
+def test_good_batch_run_keeps_data_docs_and_figure_in_mlflow(settings):
+    """The run holds the GX data docs and the confusion matrix as artifacts."""
+    outcome = training_pipeline()
+
+    names = {a.path for a in MlflowClient().list_artifacts(outcome.run_id)}
+    assert "data_docs" in names
+    assert "confusion_matrix.png" in names
+
+
+def test_corrupted_batch_is_quarantined_and_nothing_downstream_runs(settings, tmp_path):
+    """A batch with text in a numeric column and a renamed column fails validation: the flow
+    fails naming the checks, the file is kept in quarantine, no version is registered."""
+    training_pipeline()
+    before = champion(settings)
+    bad = simulate_batch(
+        300,
+        seed=7,
+        corruption=Corruption(rename={"island": "Island"}, wrong_type_rate={"body_mass_g": 0.1}),
+    )
+    path = write_batch(bad, tmp_path)
+
+    with pytest.raises(BatchRejected, match="expect_table_columns_to_match_set") as rejected:
+        training_pipeline(batch_path=path)
+
+    quarantined = list(settings.quarantine_dir.glob("*/batch.csv"))
+    assert "in_type_list on body_mass_g" in str(rejected.value)
+    assert any(q.read_bytes() == (tmp_path / "batch.csv").read_bytes() for q in quarantined)
+    assert champion(settings) == before
+    assert len(versions(settings)) == 1
+
+
+def test_worse_model_is_registered_but_rejected(settings, tmp_path):
+    """2,000 birds with shuffled species pass validation but train a worse model: it is
+    registered, tagged rejected with the reasons, and the champion stays."""
+    training_pipeline()
+    before = champion(settings)
+    shuffled = simulate_batch(2000, seed=8)
+    shuffled["species"] = shuffled["species"].sample(frac=1, random_state=0).to_numpy()
+
+    outcome = training_pipeline(batch_path=write_batch(shuffled, tmp_path))
+
+    tags = MlflowClient().get_model_version(settings.model_name, outcome.version).tags
+    assert outcome.promoted_to is None
+    assert tags["gate"] == "rejected"
+    assert "macro F1" in tags["gate_reasons"]
+    assert champion(settings) == before
+
+
+def test_crash_between_register_and_promote_leaves_the_champion(settings, monkeypatch):
+    """If the flow dies after registering, the new version exists but the champion is unchanged."""
+    training_pipeline()
+    before = champion(settings)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("injected crash before promotion")
+
+    monkeypatch.setattr(pipeline, "promote", crash)
+    with pytest.raises(RuntimeError, match="injected crash"):
+        training_pipeline()
+
+    assert len(versions(settings)) == 2
+    assert champion(settings) == before
+
+
+def test_rollback_restores_the_previous_champion(settings):
+    """After two promotions, one rollback moves champion back to the first version."""
+    first = training_pipeline().version
+    second = training_pipeline().version
+    assert champion(settings) == second
+
+    moved_from, moved_to = registry.rollback(MlflowClient(), settings.model_name)
+
+    assert (moved_from, moved_to) == (second, first)
+    assert champion(settings) == first
+
+
+def test_manual_approval_waits_as_challenger(settings):
+    """With manual approval the candidate becomes challenger; approving makes it champion."""
+    first = training_pipeline().version
+
+    outcome = training_pipeline(approval="manual")
+
+    assert outcome.promoted_to == registry.CHALLENGER
+    assert champion(settings) == first
+    assert registry.approve(MlflowClient(), settings.model_name) == outcome.version
+    assert champion(settings) == outcome.version
+
+
+def test_ingest_task_reads_a_file_and_hashes_it(settings, tmp_path):
+    """ingest (its logic, via .fn) gives the batch an id ending in its content hash."""
+    frame = reference_and_new_rows(42)[1]
+
+    batch, _ = pipeline.ingest.fn(write_batch(frame, tmp_path), settings, pipeline.Clock())
+
+    assert batch.batch_id.endswith(batch.checksum[:8])
+    assert len(batch.frame) == len(frame)
