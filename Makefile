@@ -121,6 +121,35 @@ level2-registry: $(STAMP) ## Level 2: list registry versions, aliases and gate o
 	@mkdir -p $(PREFECT_HOME)
 	$(PY) -m level2_pipelines.registry show
 
+.PHONY: level2-up
+level2-up: $(STAMP) ## Level 2: start the Prefect server+UI (:4200), MLflow UI (:5000) and the deployments
+	@mkdir -p $(PREFECT_HOME)
+	$(PY) -m level2_pipelines.local_servers up
+
+.PHONY: level2-down
+level2-down: $(STAMP) ## Level 2: stop what level2-up started
+	$(PY) -m level2_pipelines.local_servers down
+
+.PHONY: level2-deploy
+level2-deploy: $(STAMP) ## Level 2: serve the deployments in the foreground (cron + new-data trigger)
+	@mkdir -p $(PREFECT_HOME)
+	$(PY) -m level2_pipelines.deployments
+
+.PHONY: level2-publish
+level2-publish: $(STAMP) ## Level 2: register the deployments on PREFECT_API_URL (CD; no serving)
+	@mkdir -p $(PREFECT_HOME)
+	$(PY) -m level2_pipelines.deployments --publish
+
+.PHONY: level2-lint
+level2-lint: $(STAMP) ## Level 2: ruff over the level's code
+	$(PY) -m ruff check level2_pipelines
+	$(PY) -m ruff format --check level2_pipelines
+
+.PHONY: level2-test
+level2-test: $(STAMP) ## Level 2: the level's own tests (unit, pipeline scenarios, hot swap)
+	@mkdir -p $(PREFECT_HOME)
+	$(PY) -m pytest level2_pipelines/tests
+
 .PHONY: bench
 bench: $(STAMP) ## Serving speed: level 1 vs mlflow models serve vs in-process, c=1/8/32
 	$(PY) -m level1_devops.bench

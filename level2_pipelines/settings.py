@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     island_accuracy_floor: float = 0.85  # on each island's held-out birds
     approval: Literal["auto", "manual"] = "auto"  # manual: candidate waits as `challenger`
     min_batch_rows: int = 20
+    retrain_cron: str = "0 3 * * *"  # the scheduled deployment: every day at 03:00
+    work_pool: str | None = None  # where published deployments run; None: a serving runner
 
     # The service.
     host: str = "127.0.0.1"

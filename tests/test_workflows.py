@@ -44,3 +44,17 @@ def test_level1_workflow_runs_what_make_level1_runs():
 
     assert level1_steps == targets["level1"]
     assert "level1-image" in steps
+
+
+def test_level2_workflow_tests_on_pull_requests_and_publishes_on_main():
+    """Pull requests run the level 2 lint, tests and a pipeline run; main also publishes."""
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "level2.yml").read_text())
+    jobs = workflow["jobs"]
+    test_steps = [s["run"] for s in jobs["test"]["steps"] if "run" in s]
+    deploy_steps = [s["run"] for s in jobs["deploy"]["steps"] if "run" in s]
+
+    assert "pull_request" in workflow[True]  # YAML reads the key `on` as True
+    assert test_steps == ["make level2-lint", "make level2-test", "make level2"]
+    assert deploy_steps == ["make level2-publish"]
+    assert jobs["deploy"]["needs"] == "test"
+    assert "refs/heads/main" in jobs["deploy"]["if"]

@@ -1,0 +1,142 @@
+"""The workshop's local servers, so people can watch runs: `make level2-up` / `make level2-down`.
+
+- the Prefect server and UI at http://127.0.0.1:4200 (its own SQLite database in PREFECT_HOME);
+- the MLflow UI at http://127.0.0.1:5000, over the same SQLite store the pipeline writes;
+- the deployments runner (`level2_pipelines.deployments`): schedule and new-data trigger.
+
+Each runs in the background with its log and pid under state/level2/servers/. The pipeline
+works with them up or not; with them up its runs appear in both UIs.
+
+    python -m level2_pipelines.local_servers up | down | status
+"""
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from level2_pipelines.settings import Settings
+
+START_TIMEOUT_S = 120.0
+
+
+def commands(settings: Settings) -> dict[str, tuple[list[str], str]]:
+    """name -> (command, URL that answers when it is up)."""
+    bin_dir = Path(sys.executable).parent
+    return {
+        "prefect": (
+            [
+                str(bin_dir / "prefect"),
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(settings.prefect_port),
+            ],
+            f"{settings.prefect_api_url}/health",
+        ),
+        "mlflow": (
+            [
+                str(bin_dir / "mlflow"),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(settings.mlflow_ui_port),
+                "--backend-store-uri",
+                settings.resolved_tracking_uri,
+                "--default-artifact-root",
+                settings.artifacts_dir.resolve().as_uri(),
+            ],
+            f"http://127.0.0.1:{settings.mlflow_ui_port}/health",
+        ),
+        "deployments": ([sys.executable, "-m", "level2_pipelines.deployments"], None),
+    }
+
+
+def pid_file(settings: Settings, name: str) -> Path:
+    return settings.state_dir / "servers" / f"{name}.pid"
+
+
+def running(settings: Settings, name: str) -> int | None:
+    path = pid_file(settings, name)
+    if not path.exists():
+        return None
+    pid = int(path.read_text())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        path.unlink()
+        return None
+    return pid
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def up(settings: Settings) -> None:
+    (settings.state_dir / "servers").mkdir(parents=True, exist_ok=True)
+    for name, (command, health) in commands(settings).items():
+        if running(settings, name):
+            print(f"{name}: already running (pid {running(settings, name)})")
+            continue
+        log = settings.state_dir / "servers" / f"{name}.log"
+        with log.open("ab") as output:
+            process = subprocess.Popen(
+                command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        pid_file(settings, name).write_text(str(process.pid))
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while health and not answers(health):
+            if process.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"{name}: did not start; see {log}")
+            time.sleep(0.5)
+        print(f"{name}: up (pid {process.pid}, log {log})")
+    print(f"Prefect UI: http://127.0.0.1:{settings.prefect_port}")
+    print(f"MLflow UI:  http://127.0.0.1:{settings.mlflow_ui_port}")
+    print(f"Drop a batch into {settings.incoming_dir} to start a run.")
+
+
+def down(settings: Settings) -> None:
+    for name in reversed(commands(settings)):
+        pid = running(settings, name)
+        if pid is None:
+            print(f"{name}: not running")
+            continue
+        # The whole group: the servers start workers of their own.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(100):
+                os.kill(pid, 0)  # raises once it is gone
+                time.sleep(0.1)
+            os.killpg(pid, signal.SIGKILL)
+        pid_file(settings, name).unlink(missing_ok=True)
+        print(f"{name}: stopped")
+
+
+def status(settings: Settings) -> None:
+    for name in commands(settings):
+        pid = running(settings, name)
+        print(f"{name}: {f'running (pid {pid})' if pid else 'not running'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Start or stop the workshop's local servers.")
+    parser.add_argument("action", choices=["up", "down", "status"])
+    action = {"up": up, "down": down, "status": status}[parser.parse_args().action]
+    action(Settings())
+
+
+if __name__ == "__main__":
+    main()
