@@ -42,6 +42,14 @@ def level1(stack: ExitStack) -> str:
     return stack.enter_context(running_server("level1_devops.serve", env, port, "/health"))
 
 
+def level2(stack: ExitStack) -> str:
+    banner("Level 2: Prefect pipeline, GX validation, MLflow registry, champion-following service")
+    step("-m", "level2_pipelines.run")
+    port = free_port(preferred=8002)
+    env = {"LEVEL2_PORT": str(port)}
+    return stack.enter_context(running_server("level2_pipelines.serve", env, port, "/health"))
+
+
 def compare(services: dict[str, str]) -> None:
     banner("The same requests to every level")
     print(f"request: {json.dumps(EXAMPLE_PAYLOAD)}")
@@ -69,7 +77,11 @@ def compare(services: dict[str, str]) -> None:
 def main() -> None:
     try:
         with ExitStack() as stack:
-            services = {"level 0": level0(stack), "level 1": level1(stack)}
+            services = {
+                "level 0": level0(stack),
+                "level 1": level1(stack),
+                "level 2": level2(stack),
+            }
             compare(services)
     except subprocess.CalledProcessError as error:
         sys.exit(f"demo: a step failed ({' '.join(error.cmd[1:])}); its output is above")

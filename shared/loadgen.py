@@ -4,14 +4,22 @@ sending the same request as fast as answers come back, for a bounded time and co
 It speaks just enough HTTP for JSON services (Content-Length bodies), so that the client costs
 far less CPU than the server it measures; httpx would need most of a core at these rates.
 Only loopback addresses are accepted: this tool never sends traffic off the machine.
+
+    python -m shared.loadgen --port 8002 [--concurrency 32] [--seconds 5] [--rounds 3]
+
+sends the contract's example payload to a running service's /predict and prints the medians.
 """
 
+import argparse
 import asyncio
 import ipaddress
+import json
 import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+
+from shared.contract import EXAMPLE_PAYLOAD
 
 REQUEST_TIMEOUT_S = 10.0
 
@@ -127,3 +135,29 @@ def run_load(
     _check_loopback(host)
     request = build_request(host, port, method, path, body)
     return asyncio.run(_run(host, port, request, concurrency, seconds, max_requests))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Load a running service's /predict on loopback.")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--path", default="/predict")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    body = json.dumps(EXAMPLE_PAYLOAD).encode()
+    runs = [
+        run_load(args.port, args.path, body, concurrency=args.concurrency, seconds=args.seconds)
+        for _ in range(args.rounds)
+    ]
+    errors = sum(r.requests - r.ok + sum(r.failures.values()) for r in runs)
+    print(
+        f"127.0.0.1:{args.port}{args.path} c={args.concurrency}, median of {args.rounds} x "
+        f"{args.seconds:g} s: {statistics.median(r.throughput for r in runs):,.0f} requests/s, "
+        f"p50 {statistics.median(r.percentile_ms(0.5) for r in runs):.2f} ms, "
+        f"p99 {statistics.median(r.percentile_ms(0.99) for r in runs):.2f} ms, errors {errors}"
+    )
+
+
+if __name__ == "__main__":
+    main()
