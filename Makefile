@@ -20,6 +20,8 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_TELEMETRY := false
 export DO_NOT_TRACK := 1
+# Hypothesis keeps its example cache under state/ as well.
+export HYPOTHESIS_STORAGE_DIRECTORY := $(CURDIR)/state/hypothesis
 
 .PHONY: help
 help: ## List the targets, one line each
@@ -160,4 +162,4 @@ bench-simulator: $(STAMP) ## Benchmark the batch simulator (rows per second, 1,0
 
 .PHONY: clean
 clean: ## Remove everything generated (state/ and .venv/): the tree as cloned
-	rm -rf state $(VENV) *.egg-info
+	rm -rf state $(VENV) *.egg-info .hypothesis
