@@ -36,6 +36,10 @@ $(STAMP): requirements.lock pyproject.toml
 	@$(UV) pip install --quiet --python $(PY) --no-deps --config-settings editable_mode=compat -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
+# Prefect creates its home folder but not the folders above it.
+$(PREFECT_HOME):
+	@mkdir -p $@
+
 .PHONY: setup
 setup: $(STAMP) ## Create the environment (.venv) from the lock; other targets do it when needed
 
@@ -45,11 +49,11 @@ lock: $(STAMP) ## Re-resolve pyproject.toml into requirements.lock (name==versio
 	  --quiet -o requirements.lock
 
 .PHONY: demo
-demo: $(STAMP) ## Run every level end to end and show what each one gives
+demo: $(STAMP) | $(PREFECT_HOME) ## Run every level end to end and show what each one gives
 	$(PY) -m shared.demo
 
 .PHONY: test
-test: $(STAMP) ## Run every test (the command CI runs)
+test: $(STAMP) | $(PREFECT_HOME) ## Run every test (the command CI runs)
 	$(PY) -m pytest
 
 .PHONY: lint
@@ -99,33 +103,27 @@ level1-image: ## Level 1: build the container image (needs a Docker engine)
 	docker build -f level1_devops/Dockerfile -t penguins-level1 .
 
 .PHONY: level2
-level2: $(STAMP) ## Level 2: run the pipeline once (BATCH=path.csv for a batch file; default: the 2009 birds)
-	@mkdir -p $(PREFECT_HOME)
-	$(PY) -m level2_pipelines.run $(if $(BATCH),--batch $(BATCH))
+level2: $(STAMP) | $(PREFECT_HOME) ## Level 2: run the pipeline once (BATCH=file.csv or SIMULATE=rows; default: the 2009 birds)
+	$(PY) -m level2_pipelines.run $(if $(BATCH),--batch $(BATCH)) $(if $(SIMULATE),--simulate $(SIMULATE))
 
 .PHONY: level2-serve
-level2-serve: $(STAMP) ## Level 2: serve the registry's champion at 127.0.0.1:8002, following promotions
-	@mkdir -p $(PREFECT_HOME)
+level2-serve: $(STAMP) | $(PREFECT_HOME) ## Level 2: serve the registry's champion at 127.0.0.1:8002, following promotions
 	$(PY) -m level2_pipelines.serve
 
 .PHONY: level2-rollback
-level2-rollback: $(STAMP) ## Level 2: move `champion` back to the previous version; the service follows
-	@mkdir -p $(PREFECT_HOME)
+level2-rollback: $(STAMP) | $(PREFECT_HOME) ## Level 2: move `champion` back to the previous version; the service follows
 	$(PY) -m level2_pipelines.registry rollback
 
 .PHONY: level2-approve
-level2-approve: $(STAMP) ## Level 2: promote the waiting `challenger` (after a manual-approval run)
-	@mkdir -p $(PREFECT_HOME)
+level2-approve: $(STAMP) | $(PREFECT_HOME) ## Level 2: promote the waiting `challenger` (after a manual-approval run)
 	$(PY) -m level2_pipelines.registry approve
 
 .PHONY: level2-registry
-level2-registry: $(STAMP) ## Level 2: list registry versions, aliases and gate outcomes
-	@mkdir -p $(PREFECT_HOME)
+level2-registry: $(STAMP) | $(PREFECT_HOME) ## Level 2: list registry versions, aliases and gate outcomes
 	$(PY) -m level2_pipelines.registry show
 
 .PHONY: level2-up
-level2-up: $(STAMP) ## Level 2: start the Prefect server+UI (:4200), MLflow UI (:5000) and the deployments
-	@mkdir -p $(PREFECT_HOME)
+level2-up: $(STAMP) | $(PREFECT_HOME) ## Level 2: start the Prefect server+UI (:4200), MLflow UI (:5000) and the deployments
 	$(PY) -m level2_pipelines.local_servers up
 
 .PHONY: level2-down
@@ -133,13 +131,11 @@ level2-down: $(STAMP) ## Level 2: stop what level2-up started
 	$(PY) -m level2_pipelines.local_servers down
 
 .PHONY: level2-deploy
-level2-deploy: $(STAMP) ## Level 2: serve the deployments in the foreground (cron + new-data trigger)
-	@mkdir -p $(PREFECT_HOME)
+level2-deploy: $(STAMP) | $(PREFECT_HOME) ## Level 2: serve the deployments in the foreground (cron + new-data trigger)
 	$(PY) -m level2_pipelines.deployments
 
 .PHONY: level2-publish
-level2-publish: $(STAMP) ## Level 2: register the deployments on PREFECT_API_URL (CD; no serving)
-	@mkdir -p $(PREFECT_HOME)
+level2-publish: $(STAMP) | $(PREFECT_HOME) ## Level 2: register the deployments on PREFECT_API_URL (CD; no serving)
 	$(PY) -m level2_pipelines.deployments --publish
 
 .PHONY: level2-lint
@@ -148,8 +144,7 @@ level2-lint: $(STAMP) ## Level 2: ruff over the level's code
 	$(PY) -m ruff format --check level2_pipelines
 
 .PHONY: level2-test
-level2-test: $(STAMP) ## Level 2: the level's own tests (unit, pipeline scenarios, hot swap)
-	@mkdir -p $(PREFECT_HOME)
+level2-test: $(STAMP) | $(PREFECT_HOME) ## Level 2: the level's own tests (unit, pipeline scenarios, hot swap)
 	$(PY) -m pytest level2_pipelines/tests
 
 .PHONY: bench

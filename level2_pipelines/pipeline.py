@@ -24,6 +24,7 @@ from mlflow import MlflowClient
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.states import Failed, State
 
 from level2_pipelines import registry
 from level2_pipelines.api import ServedModel, create_app
@@ -43,6 +44,7 @@ from level2_pipelines.tracking import connect
 from level2_pipelines.train import Candidate, fit, git_commit, log_training, training_rows
 from level2_pipelines.validate import validate_frame
 from shared.contract import EXPECTED_SPECIES, INVALID_EXAMPLES, VALID_EXAMPLES
+from shared.simulate import simulate_batch
 
 
 class BatchRejected(RuntimeError):
@@ -88,20 +90,26 @@ stage = task(cache_policy=NO_CACHE)
 
 
 @stage(retries=2, retry_delay_seconds=[1, 5])  # file reads can fail on a shared disk
-def ingest(batch_path: str | None, settings: Settings, clock: Clock) -> tuple[Batch, pd.DataFrame]:
-    """The new batch (a file, or the 2009 birds) with an id and hash, and the reference rows."""
+def ingest(
+    batch_path: str | None, simulate_rows: int | None, settings: Settings, clock: Clock
+) -> tuple[Batch, pd.DataFrame]:
+    """The new batch (a file, simulated birds, or the 2009 birds) with an id and hash, and the
+    reference rows."""
     with clock.measure("work", "ingest"):
         reference, new_rows = reference_and_new_rows(settings.seed)
-        if batch_path is None:
-            return make_batch(new_rows, "2009 birds of the training split"), reference
-        return make_batch(read_batch_file(Path(batch_path)), batch_path), reference
+        if batch_path is not None:
+            return make_batch(read_batch_file(Path(batch_path)), batch_path), reference
+        if simulate_rows is not None:
+            simulated = simulate_batch(simulate_rows, seed=settings.seed)
+            return make_batch(simulated, f"{simulate_rows} simulated birds"), reference
+        return make_batch(new_rows, "2009 birds of the training split"), reference
 
 
 @stage
 def validate(
     batch: Batch, reference: pd.DataFrame, settings: Settings, run_id: str, clock: Clock
-) -> None:
-    """Run the GX suite; keep the data docs; quarantine the batch and stop if it fails."""
+) -> BatchRejected | None:
+    """Run the GX suite and keep the data docs; quarantine a failing batch and say why."""
     docs_dir = settings.data_docs_dir / batch.batch_id
     with clock.measure("work", "validate"):
         report = validate_frame(
@@ -114,10 +122,10 @@ def validate(
         client.log_metric(run_id, "expectations_failed", len(report.failed))
     if report.success:
         keep(batch, settings.batches_dir / batch.batch_id, settings)
-        return
+        return None
     kept = keep(batch, settings.quarantine_dir / batch.batch_id, settings)
     (kept / "failed_expectations.txt").write_text("\n".join(report.failed) + "\n")
-    raise BatchRejected(
+    return BatchRejected(
         f"batch {batch.batch_id} failed {len(report.failed)} of {report.evaluated} "
         f"expectations and was quarantined in {kept}:\n  - "
         + "\n  - ".join(report.failed)
@@ -273,11 +281,13 @@ def deploy(version: str, settings: Settings) -> str:
 
 
 @flow(name="penguins-training")
-def training_pipeline(batch_path: str | None = None, approval: str | None = None) -> Outcome:
+def training_pipeline(
+    batch_path: str | None = None, approval: str | None = None, simulate_rows: int | None = None
+) -> Outcome | State:
     settings = Settings()
     clock = Clock()
     client = connect(settings)
-    batch, reference = ingest(batch_path, settings, clock)
+    batch, reference = ingest(batch_path, simulate_rows, settings, clock)
     run = client.create_run(
         client.get_experiment_by_name(settings.experiment).experiment_id,
         run_name=f"batch {batch.batch_id}",
@@ -285,7 +295,12 @@ def training_pipeline(batch_path: str | None = None, approval: str | None = None
     )
     outcome = Outcome(batch_id=batch.batch_id, run_id=run.info.run_id, clock=clock)
     try:
-        validate(batch, reference, settings, outcome.run_id, clock)
+        rejected = validate(batch, reference, settings, outcome.run_id, clock)
+        if rejected is not None:
+            # An expected outcome, not a crash: the run fails with the reasons (no traceback
+            # in the logs), and calling the flow raises `rejected`.
+            client.set_terminated(outcome.run_id, "FAILED")
+            return Failed(message=str(rejected), data=rejected)
         candidate = train(batch, reference, settings, outcome.run_id, clock)
         verdict, outcome.metrics = evaluate_candidate(candidate, settings, clock)
         outcome.version = register(candidate, verdict, batch, settings, clock)

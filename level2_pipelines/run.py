@@ -1,6 +1,6 @@
 """Run the level 2 pipeline once, on demand: `make level2 [BATCH=path]`, or
 
-    python -m level2_pipelines.run [--batch PATH] [--approval auto|manual]
+    python -m level2_pipelines.run [--batch PATH | --simulate ROWS] [--approval auto|manual]
 
 With the workshop's Prefect server up (`make level2-up`) the run is recorded there. Otherwise
 Prefect starts a temporary API for this run; it takes ~10 s to boot, so it is started first, in
@@ -30,7 +30,9 @@ def local_prefect_server(settings: Settings) -> str | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the level 2 training pipeline once.")
-    parser.add_argument("--batch", help="a CSV or Parquet batch; default: the 2009 birds")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--batch", help="a CSV or Parquet batch; default: the 2009 birds")
+    source.add_argument("--simulate", type=int, metavar="ROWS", help="a simulated batch")
     parser.add_argument("--approval", choices=["auto", "manual"], help="default: settings")
     args = parser.parse_args()
     settings = Settings()
@@ -52,7 +54,7 @@ def main() -> None:
     start = time.perf_counter()
     with temporary_settings({PREFECT_API_URL: server}) if server else nullcontext():
         try:
-            outcome = training_pipeline(args.batch, args.approval)
+            outcome = training_pipeline(args.batch, args.approval, args.simulate)
         except BatchRejected as error:
             sys.exit(f"level 2: {error}")
     report(outcome, settings, time.perf_counter() - start)

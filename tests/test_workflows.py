@@ -15,7 +15,7 @@ def makefile_targets() -> dict[str, list[str]]:
     targets = {}
     for line in (ROOT / "Makefile").read_text().splitlines():
         if match := re.match(r"^([a-zA-Z0-9_-]+):(?!=)([^#]*)", line):
-            targets[match[1]] = [p for p in match[2].split() if not p.startswith("$")]
+            targets[match[1]] = [p for p in match[2].split() if p != "|" and p[0] != "$"]
     return targets
 
 
