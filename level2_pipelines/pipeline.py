@@ -17,6 +17,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import pandas as pd
@@ -44,6 +45,7 @@ from level2_pipelines.tracking import connect
 from level2_pipelines.train import Candidate, fit, git_commit, log_training, training_rows
 from level2_pipelines.validate import validate_frame
 from shared.contract import EXPECTED_SPECIES, INVALID_EXAMPLES, VALID_EXAMPLES
+from shared.data import data_checksum
 from shared.simulate import simulate_batch
 
 
@@ -157,6 +159,7 @@ def train(
         held_out = held_out_rows(settings.seed)
         metrics = evaluate(pipeline, held_out)
     lineage = {
+        "data_checksum": data_checksum(training),
         "git_commit": git_commit(),
         "batch_id": batch.batch_id,
         "batch_checksum": batch.checksum,
@@ -164,17 +167,11 @@ def train(
         "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
     }
     with clock.measure("mlflow", "train"):
-        candidate = log_training(
-            run_id, pipeline, training, held_out, metrics, settings.seed, lineage
-        )
-        MlflowClient().set_tag(run_id, "data_checksum", candidate.training_checksum)
-    return candidate
+        return log_training(run_id, pipeline, training, held_out, metrics, settings.seed, lineage)
 
 
 @stage(name="evaluate")
-def evaluate_candidate(
-    candidate: Candidate, settings: Settings, clock: Clock
-) -> tuple[Verdict, dict[str, float]]:
+def evaluate_candidate(candidate: Candidate, settings: Settings, clock: Clock) -> Verdict:
     """Judge the candidate against the champion on the same held-out rows, then smoke-test it."""
     client = MlflowClient()
     with clock.measure("mlflow", "evaluate"):
@@ -184,10 +181,9 @@ def evaluate_candidate(
         )
     with clock.measure("work", "evaluate"):
         held_out = held_out_rows(settings.seed)
-        metrics = evaluate(candidate.pipeline, held_out)
         champion_metrics = evaluate(champion_pipeline, held_out) if champion_pipeline else None
         verdict = judge(
-            metrics,
+            candidate.metrics,
             champion_metrics,
             macro_f1_floor=settings.macro_f1_floor,
             regression_tolerance=settings.regression_tolerance,
@@ -199,7 +195,7 @@ def evaluate_candidate(
         for name, value in (champion_metrics or {}).items():
             client.log_metric(candidate.run_id, f"champion_{name}", value)
         client.set_tag(candidate.run_id, "gate", "passed" if verdict.passed else "rejected")
-    return verdict, metrics
+    return verdict
 
 
 def smoke_test(candidate: Candidate, settings: Settings) -> list[str]:
@@ -282,7 +278,9 @@ def deploy(version: str, settings: Settings) -> str:
 
 @flow(name="penguins-training")
 def training_pipeline(
-    batch_path: str | None = None, approval: str | None = None, simulate_rows: int | None = None
+    batch_path: str | None = None,
+    approval: Literal["auto", "manual"] | None = None,
+    simulate_rows: int | None = None,
 ) -> Outcome | State:
     settings = Settings()
     clock = Clock()
@@ -302,7 +300,8 @@ def training_pipeline(
             client.set_terminated(outcome.run_id, "FAILED")
             return Failed(message=str(rejected), data=rejected)
         candidate = train(batch, reference, settings, outcome.run_id, clock)
-        verdict, outcome.metrics = evaluate_candidate(candidate, settings, clock)
+        outcome.metrics = candidate.metrics
+        verdict = evaluate_candidate(candidate, settings, clock)
         outcome.version = register(candidate, verdict, batch, settings, clock)
         outcome.reasons = verdict.reasons
         if verdict.passed:

@@ -19,7 +19,7 @@ from sklearn.pipeline import Pipeline
 from level2_pipelines.data import features_and_target
 from level2_pipelines.model import TRUSTED_TYPES, build_pipeline
 from shared.contract import CLASSES
-from shared.data import COLUMNS, data_checksum
+from shared.data import COLUMNS
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Candidate:
     model_uri: str
     pipeline: Pipeline
     training_checksum: str
+    metrics: dict[str, float]  # on the held-out rows
 
 
 def git_commit() -> str:
@@ -75,7 +76,8 @@ def log_training(
     seed: int,
     lineage: dict[str, str],
 ) -> Candidate:
-    """Record parameters, metrics, figure, model and lineage tags in the pipeline's MLflow run."""
+    """Record parameters, metrics, figure, model and lineage tags in the pipeline's MLflow run.
+    `lineage` must hold `data_checksum`, the checksum of `training`."""
     features, _ = features_and_target(training)
     classifier = pipeline.named_steps["classifier"]
     with mlflow.start_run(run_id=run_id):
@@ -110,5 +112,6 @@ def log_training(
         run_id=run_id,
         model_uri=info.model_uri,
         pipeline=pipeline,
-        training_checksum=data_checksum(training),
+        training_checksum=lineage["data_checksum"],
+        metrics=metrics,
     )
