@@ -1,6 +1,6 @@
 """Train the model, seeded and reproducible, and write it with its model card.
 
-    python -m level1_devops.train [--output-dir DIR] [--seed 42]
+    python -m level1_devops.train [--output-dir DIR] [--seed 42] [--new-batch CSV]
 
 Writes `model.skops` and `card.json` to the artifacts folder. It does not touch the model the
 service reads: putting a new model into service is the separate hand-off step.
@@ -12,6 +12,7 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import sklearn
 import skops
 
@@ -38,9 +39,12 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
-def train(output_dir: Path, seed: int) -> ModelCard:
-    """Fit the recipe on the training split, evaluate on the test split, write model + card."""
+def train(output_dir: Path, seed: int, new_batch: Path | None = None) -> ModelCard:
+    """Fit the recipe on the training split (plus `new_batch`, unchecked: level 1 has no data
+    validation), evaluate on the test split, write model + card."""
     train_rows, test_rows, checksum = load_split(seed)
+    if new_batch is not None:
+        train_rows = pd.concat([train_rows, pd.read_csv(new_batch)], ignore_index=True)
     pipeline = build_pipeline(seed).fit(*features_and_target(train_rows))
     metrics = evaluate(pipeline, test_rows)
     classifier = pipeline.named_steps["classifier"]
@@ -56,6 +60,7 @@ def train(output_dir: Path, seed: int) -> ModelCard:
             "seed": seed,
             "test_size": TEST_SIZE,
             "train_rows": len(train_rows),
+            "new_batch": str(new_batch) if new_batch else None,
             "test_rows": len(test_rows),
             "classifier": type(classifier).__name__,
             "C": classifier.C,
@@ -75,8 +80,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Train the level 1 model and write its card.")
     parser.add_argument("--output-dir", type=Path, default=settings.artifacts_dir)
     parser.add_argument("--seed", type=int, default=settings.seed)
+    parser.add_argument("--new-batch", type=Path, help="a CSV of new birds to train on as well")
     args = parser.parse_args()
-    card = train(args.output_dir, args.seed)
+    card = train(args.output_dir, args.seed, args.new_batch)
     print(f"level 1 train: model {card.version}, fingerprint {card.fingerprint[:12]}")
     print(
         f"level 1 train: accuracy {card.metrics['accuracy']:.3f}, "

@@ -13,8 +13,11 @@ def connect(settings: Settings) -> MlflowClient:
     mlflow.set_registry_uri(settings.resolved_tracking_uri)
     client = MlflowClient()
     if client.get_experiment_by_name(settings.experiment) is None:
+        # Embedded store: artifacts in the state folder. A tracking server decides its own.
+        local = settings.tracking_uri is None
         client.create_experiment(
-            settings.experiment, artifact_location=settings.artifacts_dir.resolve().as_uri()
+            settings.experiment,
+            artifact_location=settings.artifacts_dir.resolve().as_uri() if local else None,
         )
     mlflow.set_experiment(settings.experiment)
     return client

@@ -9,6 +9,7 @@ from level1_devops.model import CARD_FILE, MODEL_FILE, ModelLoadError, load_arti
 from level1_devops.predict import Predictor
 from level1_devops.train import train
 from shared.data import data_checksum, load_penguins
+from shared.simulate import Corruption, simulate_batch
 
 
 def test_card_describes_the_artifact(model_dir, card):
@@ -61,3 +62,14 @@ def test_hand_off_refuses_a_bad_pair_and_keeps_the_served_one(model_dir, card, t
         hand_off(broken, tmp_path / "serving")
 
     assert load_artifact(tmp_path / "serving")[1] == card
+
+
+def test_train_with_a_new_batch_trains_on_it_unchecked(tmp_path):
+    """A new batch is appended to the training rows as it is: level 1 validates nothing."""
+    batch = simulate_batch(50, seed=1, corruption=Corruption(out_of_range_rate={"body_mass_g": 1}))
+    batch.to_csv(tmp_path / "batch.csv", index=False)
+
+    card = train(tmp_path / "model", seed=42, new_batch=tmp_path / "batch.csv")
+
+    assert card.parameters["train_rows"] == 275 + 50
+    assert card.parameters["new_batch"] == str(tmp_path / "batch.csv")
