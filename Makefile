@@ -147,6 +147,20 @@ level2-lint: $(STAMP) ## Level 2: ruff over the level's code
 level2-test: $(STAMP) | $(PREFECT_HOME) ## Level 2: the level's own tests (unit, pipeline scenarios, hot swap)
 	$(PY) -m pytest level2_pipelines/tests
 
+.PHONY: scorecard
+scorecard: $(STAMP) | $(PREFECT_HOME) ## Probe every level the same way; print and write the scorecard (a few minutes)
+	$(PY) -m shared.scorecard
+
+.PHONY: drill-bad-data drill-regression drill-bad-request drill-rollback
+drill-bad-data: $(STAMP) | $(PREFECT_HOME) ## Drill: a corrupted batch arrives at every level
+	$(PY) -m shared.drills bad-data
+drill-regression: $(STAMP) | $(PREFECT_HOME) ## Drill: a worse model is trained at every level
+	$(PY) -m shared.drills regression
+drill-bad-request: $(STAMP) | $(PREFECT_HOME) ## Drill: malformed requests hit every service
+	$(PY) -m shared.drills bad-request
+drill-rollback: $(STAMP) | $(PREFECT_HOME) ## Drill: the latest model must be withdrawn
+	$(PY) -m shared.drills rollback
+
 .PHONY: bench
 bench: $(STAMP) ## Serving speed: level 1 vs mlflow models serve vs in-process, c=1/8/32
 	$(PY) -m level1_devops.bench

@@ -1,4 +1,6 @@
-"""`make demo`: run each level end to end and show them answering the same requests.
+"""`make demo`: run each level end to end, show them answering the same requests, and end
+with the scorecard (its quick form: each level's tests are counted, not run; `make scorecard`
+runs them).
 
 python -m shared.demo
 """
@@ -83,6 +85,8 @@ def main() -> None:
                 "level 2": level2(stack),
             }
             compare(services)
+        banner("The scorecard: the same probes against every level")
+        step("-m", "shared.scorecard", "--quick")
     except subprocess.CalledProcessError as error:
         sys.exit(f"demo: a step failed ({' '.join(error.cmd[1:])}); its output is above")
 
