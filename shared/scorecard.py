@@ -193,7 +193,7 @@ class Scorecard:
             {
                 "level 0": Cell(
                     None,
-                    f"max |Δp| {d0:.0e}, {'same' if same_bytes else 'other'} "
+                    f"max Δp {d0:.0e}, {'same' if same_bytes else 'other'} "
                     "pickle bytes; nothing records how",
                 ),
                 "level 1": Cell(
@@ -429,7 +429,8 @@ def markdown(rows: list[Row], when: str) -> str:
         "|---|" + "---|" * len(LEVELS),
     ]
     for capability, cells in rows:
-        lines.append(f"| {capability} | " + " | ".join(str(cells[lv]) for lv in LEVELS) + " |")
+        texts = [str(cells[lv]).replace("|", "\\|") for lv in LEVELS]  # a pipe ends a cell
+        lines.append(f"| {capability} | " + " | ".join(texts) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -504,9 +505,17 @@ def main() -> None:
     when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {time.perf_counter() - started:.0f} s"
     text = markdown(card.rows, when)
     (out / "scorecard.md").write_text(text)
+    record = {
+        "when": when,
+        "rows": [
+            {"capability": c, **{lv: vars(cells[lv]) for lv in LEVELS}} for c, cells in card.rows
+        ],
+        "latency": card.latency,
+    }
+    (out / "scorecard.json").write_text(json.dumps(record, indent=2) + "\n")
     (out / "scorecard.html").write_text(html_report(card.rows, card.latency, when))
     print("\n" + text)
-    print(f"written: {out / 'scorecard.md'} and {out / 'scorecard.html'}")
+    print(f"written: {out / 'scorecard.md'}, scorecard.html and scorecard.json")
 
 
 if __name__ == "__main__":
