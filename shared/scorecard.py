@@ -153,13 +153,10 @@ class Scorecard:
         rows = held_out_rows()
         self.say(f"sending {len(rows)} held-out birds to every service")
         served = {level: served_probabilities(url, rows) for level, url in urls.items()}
+        gaps = {lv: float(np.abs(served[lv] - served["level 1"]).max()) for lv in LEVELS}
         self.add(
             "same model (vs level 1, held-out birds)",
-            {
-                level: Cell(bool(d <= 1e-9), f"max Δp {d:.1e} on {len(rows)} birds")
-                for level in LEVELS
-                for d in [float(np.abs(served[level] - served["level 1"]).max())]
-            },
+            {lv: Cell(d <= 1e-9, f"max Δp {d:.1e} on {len(rows)} birds") for lv, d in gaps.items()},
         )
         probes = {level: service_probes(url) for level, url in urls.items()}
         self.add(
@@ -199,14 +196,13 @@ class Scorecard:
                 "level 1": Cell(
                     same1, "same fingerprint on both cards" if same1 else "fingerprints differ"
                 ),
-                "level 2": Cell(d2 == 0.0, f"v1 and v2 max Δp {d2:.0e}, lineage on both"),
+                "level 2": Cell(d2 == 0.0, f"registry v1 and v2: max Δp {d2:.0e}"),
             },
         )
 
     def probe_records(self) -> None:
-        runs = self.lab.registry().search_runs(
-            [self.lab.registry().get_experiment_by_name("penguins-level2").experiment_id]
-        )
+        client = self.lab.registry()
+        runs = client.search_runs([client.get_experiment_by_name("penguins-level2").experiment_id])
         level0_records = sorted(p.name for p in (self.lab.root / "level0").glob("*.json"))
         level1_cards = self.lab.level1_cards()
         cards = len({c["version"] for c in level1_cards})
