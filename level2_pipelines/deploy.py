@@ -23,7 +23,7 @@ def follow_in_service(settings: Settings, version: str) -> str:
         httpx.post(f"{base}/admin/reload", headers=headers, timeout=CONFIRM_TIMEOUT_S)
     except httpx.TransportError:
         return f"service: not running at {base}; `make level2-serve` will serve v{version}"
-    deadline = time.monotonic() + CONFIRM_TIMEOUT_S
+    deadline, served = time.monotonic() + CONFIRM_TIMEOUT_S, None
     while time.monotonic() < deadline:
         served = httpx.get(f"{base}/model", timeout=5).json().get("version")
         if served == version:

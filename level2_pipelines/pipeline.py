@@ -244,13 +244,7 @@ def register(
     candidate: Candidate, verdict: Verdict, batch: Batch, settings: Settings, clock: Clock
 ) -> str:
     """A new registry version, tagged with its lineage, validation status and gate outcome."""
-    run = MlflowClient().get_run(candidate.run_id)
-    tags = {
-        key: run.data.tags[key]
-        for key in ("git_commit", "batch_id", "batch_checksum", "flow_run_id", "trained_at")
-    }
-    tags |= {
-        "data_checksum": candidate.training_checksum,
+    tags = candidate.lineage | {
         "validation": "passed",
         "gate": "passed" if verdict.passed else "rejected",
         "gate_reasons": "; ".join(verdict.reasons) or "-",

@@ -29,6 +29,7 @@ class Candidate:
     pipeline: Pipeline
     training_checksum: str
     metrics: dict[str, float]  # on the held-out rows
+    lineage: dict[str, str]  # the tags on the run: commit, data, batch, flow run
 
 
 def git_commit() -> str:
@@ -114,4 +115,5 @@ def log_training(
         pipeline=pipeline,
         training_checksum=lineage["data_checksum"],
         metrics=metrics,
+        lineage=lineage,
     )

@@ -86,14 +86,6 @@ class InvalidExample:
     field: str
     why: str
 
-    @property
-    def is_json(self) -> bool:
-        try:
-            json.loads(self.body)
-        except ValueError:
-            return False
-        return True
-
 
 _DROP = object()  # marks a field to leave out of an invalid example
 
