@@ -103,8 +103,8 @@ level1-image: ## Level 1: build the container image (needs a Docker engine)
 	docker build -f level1_devops/Dockerfile -t penguins-level1 .
 
 .PHONY: level2
-level2: $(STAMP) | $(PREFECT_HOME) ## Level 2: run the pipeline once (BATCH=file.csv or SIMULATE=rows; default: the 2009 birds)
-	$(PY) -m level2_pipelines.run $(if $(BATCH),--batch $(BATCH)) $(if $(SIMULATE),--simulate $(SIMULATE))
+level2: $(STAMP) | $(PREFECT_HOME) ## Level 2: run the pipeline once (BATCH=file.csv or SIMULATE=rows; default: the 2009 birds; FORCE=1 retrains on seen data)
+	$(PY) -m level2_pipelines.run $(if $(BATCH),--batch $(BATCH)) $(if $(SIMULATE),--simulate $(SIMULATE)) $(if $(FORCE),--force)
 
 .PHONY: level2-serve
 level2-serve: $(STAMP) | $(PREFECT_HOME) ## Level 2: serve the registry's champion at 127.0.0.1:8002, following promotions

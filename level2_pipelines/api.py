@@ -10,8 +10,9 @@ swap. Bad input is a 4xx whose message names the field, never a 5xx.
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -20,6 +21,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from level2_pipelines import registry
@@ -42,6 +45,7 @@ from level2_pipelines.tracking import connect
 from shared.contract import VALID_EXAMPLES
 
 log = logging.getLogger("uvicorn.error")  # configured by uvicorn, printed with its lines
+MAX_RETRY_S = 60.0  # the longest wait between two attempts at a champion that failed to load
 
 
 @dataclass(frozen=True)
@@ -68,34 +72,64 @@ def load_served_model(client: MlflowClient, name: str, version: str) -> ServedMo
 
 
 class ChampionFollower:
-    """Keeps `app.state.model` on the registry's champion, swapping only complete models."""
+    """Keeps `app.state.model` on the registry's champion, swapping only complete models.
 
-    def __init__(self, app: FastAPI, client: MlflowClient, name: str) -> None:
-        self.app, self.client, self.name = app, client, name
+    A champion that cannot be loaded is reported once, retried with a growing delay (a reload
+    retries at once), and named by `problem` (and so by `/ready`) while the previous model, if
+    any, goes on serving. A registry that cannot be read is reported the same way, not taken
+    for "no champion"."""
+
+    def __init__(self, app: FastAPI, client: MlflowClient, name: str, every_s: float) -> None:
+        self.app, self.client, self.name, self.every_s = app, client, name, every_s
+        self.problem: str | None = None  # why the champion is not what is served, if it is not
         self._lock = asyncio.Lock()  # one load at a time: the poller and admin calls meet here
+        self._retry: dict[str, tuple[float, float]] = {}  # version -> (next attempt, delay)
 
-    async def refresh(self) -> ServedModel | None:
+    async def refresh(self, *, now: bool = False) -> ServedModel | None:
         """Serve the current champion if it is not served yet; return what is served."""
         async with self._lock:
-            champion = await asyncio.to_thread(
-                registry.version_by_alias, self.client, self.name, registry.CHAMPION
-            )
+            try:
+                champion = await asyncio.to_thread(
+                    registry.version_by_alias, self.client, self.name, registry.CHAMPION
+                )
+            except registry.RegistryError as error:
+                self._report(f"registry: {error}")
+                raise
             current = getattr(self.app.state, "model", None)
             version = str(champion.version) if champion is not None else None
             if version is None or (current and current.lineage.version == version):
+                self._report(None)
                 return current
-            loaded = await asyncio.to_thread(load_served_model, self.client, self.name, version)
+            attempt_at, delay = self._retry.get(version, (0.0, self.every_s))
+            if not now and time.monotonic() < attempt_at:
+                return current
+            try:
+                loaded = await asyncio.to_thread(load_served_model, self.client, self.name, version)
+            except ModelLoadError as error:
+                self._retry[version] = (time.monotonic() + delay, min(delay * 2, MAX_RETRY_S))
+                self._report(f"model: champion {error}")
+                raise
             self.app.state.model = loaded  # the swap: one assignment, the model already whole
+            self._retry.clear()
+            self._report(None)
             log.info("now serving %s v%s", self.name, loaded.lineage.version)
             return loaded
 
-    async def follow(self, every_s: float) -> None:
+    def _report(self, problem: str | None) -> None:
+        """Log a problem when it appears or changes, not on every poll."""
+        if problem is not None and problem != self.problem:
+            served = getattr(self.app.state, "model", None)
+            keeping = f"serving v{served.lineage.version}" if served else "serving nothing"
+            log.error("%s (%s; retrying with backoff)", problem, keeping)
+        elif problem is None and self.problem is not None:
+            log.info("recovered: %s", self.problem)
+        self.problem = problem
+
+    async def follow(self) -> None:
         while True:
-            await asyncio.sleep(every_s)
-            try:
+            await asyncio.sleep(self.every_s)
+            with suppress(ModelLoadError, registry.RegistryError):  # reported by refresh
                 await self.refresh()
-            except Exception as error:  # keep serving the current model, say why, try again
-                log.error("keeping the current model: %s", error)
 
 
 class BodySizeLimit:
@@ -112,7 +146,7 @@ class BodySizeLimit:
         )
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            response = JSONResponse({"detail": too_large.detail}, status_code=413)
+            response = JSONResponse(ErrorPublic(detail=too_large.detail).model_dump(), 413)
             return await response(scope, receive, send)
         received = 0
 
@@ -149,17 +183,52 @@ async def validation_error_handler(_: Request, error: RequestValidationError) ->
     return JSONResponse(ErrorPublic(detail=detail, errors=errors).model_dump(), status_code=422)
 
 
+# FastAPI's own words for a body it cannot decode (e.g. bytes that are not UTF-8).
+UNREADABLE_BODY = "There was an error parsing the body"
+
+
+async def http_error_handler(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    """Every error in the project's shape (`detail` naming the field first, and `errors`)."""
+    detail, errors = str(error.detail), []
+    if error.status_code == 400 and detail == UNREADABLE_BODY:
+        message = "could not be read as JSON: it must be UTF-8 encoded JSON text"
+        detail, errors = f"body: {message}", [{"field": "body", "message": message, "type": "body"}]
+    return JSONResponse(
+        ErrorPublic(detail=detail, errors=errors).model_dump(),
+        status_code=error.status_code,
+        headers=error.headers,
+    )
+
+
 async def get_model(request: Request) -> ServedModel:
     # async: a plain `def` dependency would hop to the thread pool on every request.
     model = getattr(request.app.state, "model", None)
     if model is None:
-        raise HTTPException(status_code=503, detail="model: no champion yet; run `make level2`")
+        follower = getattr(request.app.state, "follower", None)
+        problem = follower.problem if follower is not None else None
+        raise HTTPException(
+            status_code=503, detail=problem or "model: no champion yet; run `make level2`"
+        )
     return model
 
 
 ModelDep = Annotated[ServedModel, Depends(get_model)]
 EXAMPLES = {n: {"summary": n.replace("_", " "), "value": v} for n, v in VALID_EXAMPLES.items()}
-ERRORS = {422: {"model": ErrorPublic, "description": "Invalid input; the message names the field"}}
+WHY = {
+    400: "The body could not be read (not UTF-8 JSON text)",
+    401: "No admin bearer token, or the wrong one",
+    409: "The registry refuses the action; the message says why",
+    413: "The body is larger than the service accepts",
+    422: "Invalid input; the message names the field",
+    503: "No model to serve, or the registry cannot be read; the message says which",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict]:
+    """OpenAPI `responses` for these error statuses, all in the ErrorPublic shape."""
+    return {status: {"model": ErrorPublic, "description": WHY[status]} for status in statuses}
+
+
 bearer = HTTPBearer(auto_error=False)
 
 
@@ -174,16 +243,17 @@ def create_app(settings: Settings | None = None, model: ServedModel | None = Non
             yield
             return
         follower = ChampionFollower(
-            app, await asyncio.to_thread(connect, settings), settings.model_name
+            app,
+            await asyncio.to_thread(connect, settings),
+            settings.model_name,
+            settings.poll_seconds,
         )
         app.state.follower = follower
-        try:
+        # Stay up even if nothing can be served yet (/ready is 503 and says why) and keep
+        # following: a fixed champion, or a rollback, is picked up without a restart.
+        with suppress(ModelLoadError, registry.RegistryError):  # reported by refresh
             await follower.refresh()
-        except ModelLoadError as error:
-            # Stay up but not ready (/ready is 503) and keep following: a fixed champion, or
-            # a rollback, is picked up without a restart.
-            log.error("no model served yet: %s", error)
-        task = asyncio.create_task(follower.follow(settings.poll_seconds))
+        task = asyncio.create_task(follower.follow())
         yield
         task.cancel()
         with suppress(asyncio.CancelledError):
@@ -199,11 +269,13 @@ def create_app(settings: Settings | None = None, model: ServedModel | None = Non
     app.state.model = model
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    # The configured token, or a random one the service keeps in the state folder (0600).
+    expected = settings.admin_token_value(create=True).encode()
 
     def require_admin(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
-        expected = settings.admin_token.get_secret_value().encode()
         given = (credentials.credentials if credentials else "").encode()
         if not secrets.compare_digest(given, expected):
             raise HTTPException(
@@ -216,7 +288,7 @@ def create_app(settings: Settings | None = None, model: ServedModel | None = Non
 
     # CPU-cheap handlers are `async def`: they run on the event loop, not in threads that
     # would fight over the GIL (measured 1.8x faster here).
-    @app.post("/predict", responses=ERRORS)
+    @app.post("/predict", responses=documented(400, 413, 422, 503))
     async def predict(
         penguin: Annotated[PenguinFeatures, Body(openapi_examples=EXAMPLES)], served: ModelDep
     ) -> PredictionPublic:
@@ -224,7 +296,7 @@ def create_app(settings: Settings | None = None, model: ServedModel | None = Non
         (prediction,) = served.predict([penguin])
         return PredictionPublic(**prediction.model_dump(), model_version=served.lineage.version)
 
-    @app.post("/predict/batch", responses=ERRORS)
+    @app.post("/predict/batch", responses=documented(400, 413, 422, 503))
     async def predict_batch(batch: BatchRequest, served: ModelDep) -> BatchPredictionPublic:
         """Predict up to MAX_BATCH_SIZE penguins in one call, in the order given."""
         return BatchPredictionPublic(
@@ -236,51 +308,69 @@ def create_app(settings: Settings | None = None, model: ServedModel | None = Non
         """Liveness: the process answers."""
         return HealthPublic(status="ok")
 
-    @app.get("/ready", responses={503: {"model": ErrorPublic}})
-    async def ready(served: ModelDep) -> ReadyPublic:
-        """Readiness: a champion is loaded and served."""
-        return ReadyPublic(status="ready", model_version=served.lineage.version)
+    @app.get("/ready", responses=documented(503))
+    async def ready(request: Request, served: ModelDep) -> ReadyPublic:
+        """Readiness: a model is loaded and served; `problem` names a newer champion that
+        could not be loaded, or a registry that cannot be read, while this one serves."""
+        follower = getattr(request.app.state, "follower", None)
+        return ReadyPublic(
+            status="ready",
+            model_version=served.lineage.version,
+            problem=follower.problem if follower is not None else None,
+        )
 
-    @app.get("/model", responses={503: {"model": ErrorPublic}})
+    @app.get("/model", responses=documented(503))
     async def model_lineage(served: ModelDep) -> LineagePublic:
         """The served model's registry version and lineage: run, commit, data, batch, flow run."""
         return LineagePublic(**vars(served.lineage))
 
-    @app.post("/admin/reload", responses={401: {"model": ErrorPublic}})
+    @app.post("/admin/reload", responses=documented(401, 409, 503))
     async def reload(request: Request, _: AdminDep) -> AdminActionPublic:
         """Ask the registry who is champion now, and serve it."""
-        served = await _refresh(request)
+        served = await _refresh(_follower(request))
         version = served.lineage.version if served else None
         return AdminActionPublic(action="reload", model_version=version, detail="serving champion")
 
-    @app.post(
-        "/admin/rollback", responses={401: {"model": ErrorPublic}, 409: {"model": ErrorPublic}}
-    )
+    @app.post("/admin/rollback", responses=documented(401, 409, 503))
     async def rollback(request: Request, _: AdminDep) -> AdminActionPublic:
         """Move `champion` back to the version it replaced, and serve that."""
-        follower: ChampionFollower = request.app.state.follower
-        try:
-            old, new = await asyncio.to_thread(
-                registry.rollback, follower.client, settings.model_name
-            )
-        except registry.RegistryError as error:
-            raise HTTPException(status_code=409, detail=f"champion: {error}") from None
-        served = await _refresh(request)
+        follower = _follower(request)
+
+        def move_back() -> tuple[str, str]:
+            with registry.decision(settings):  # not while a run decides or promotes
+                return registry.rollback(follower.client, settings.model_name)
+
+        with registry_errors():
+            old, new = await asyncio.to_thread(move_back)
+        served = await _refresh(follower)
         return AdminActionPublic(
             action="rollback",
             model_version=served.lineage.version if served else None,
             detail=f"champion moved from v{old} back to v{new}",
         )
 
-    async def _refresh(request: Request) -> ServedModel | None:
-        follower = getattr(request.app.state, "follower", None)
-        if follower is None:
-            raise HTTPException(
-                status_code=409, detail="registry: this service serves a fixed model"
-            )
-        try:
-            return await follower.refresh()
-        except ModelLoadError as error:
-            raise HTTPException(status_code=409, detail=f"champion: {error}") from None
-
     return app
+
+
+def _follower(request: Request) -> ChampionFollower:
+    follower = getattr(request.app.state, "follower", None)
+    if follower is None:
+        raise HTTPException(status_code=409, detail="registry: this service serves a fixed model")
+    return follower
+
+
+async def _refresh(follower: ChampionFollower) -> ServedModel | None:
+    with registry_errors():
+        return await follower.refresh(now=True)
+
+
+@contextmanager
+def registry_errors() -> Iterator[None]:
+    """A registry that cannot be read is 503; an action it refuses, or a champion that cannot
+    be loaded, is 409; both name the cause."""
+    try:
+        yield
+    except (registry.RegistryUnavailable, MlflowException) as error:
+        raise HTTPException(status_code=503, detail=f"registry: {error}") from None
+    except (registry.RegistryError, ModelLoadError) as error:
+        raise HTTPException(status_code=409, detail=f"champion: {error}") from None

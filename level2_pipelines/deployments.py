@@ -6,21 +6,29 @@
 - `penguins-training/nightly`: a cron schedule (LEVEL2_RETRAIN_CRON, default 03:00 daily).
 - `penguins-training/on-new-data`: a deployment trigger on the custom event
   `penguins.batch.landed`. Prefect has no file sensor, so a small watcher here polls the
-  incoming folder and emits that event (with the file's path) for each new CSV or Parquet
-  file; Prefect's automation then starts a flow run with the path as `batch_path`.
+  incoming folder and emits that event (with the file's name) for each new CSV or Parquet
+  file; Prefect's automation then starts a flow run on that file of the incoming folder.
 - `penguins-training/on-demand`: no schedule, for runs started from the UI or the CLI.
 
 Each run executes in a fresh subprocess, as Prefect's runner does, and shows in the Prefect UI.
+Each deployment runs one flow run at a time (later ones wait, queued, in the UI); across
+deployments and on-demand runs the pipeline's decision lock keeps one decision at a time.
+
+Landing a file: write it under a name starting with "." (ignored), then rename it, or copy it
+in whole; the watcher also waits until its size holds still. Files are known by their content,
+so a daily export under a fixed name is seen each time its content changes.
 """
 
 import argparse
 import contextvars
+import hashlib
 import sys
 import threading
 import time
 from pathlib import Path
 
 from prefect import serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger, emit_event
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -34,29 +42,37 @@ BATCH_SUFFIXES = {".csv", ".parquet"}
 WATCH_EVERY_S = 1.0
 
 
-def landed_files(incoming: Path, seen: set[Path]) -> list[Path]:
-    """New batch files in `incoming` whose size held still for one poll (fully written)."""
+def landed_files(incoming: Path, seen: set[str]) -> list[tuple[Path, str]]:
+    """Batch files in `incoming` whose size held still for one poll (fully written) and whose
+    content (SHA-256) is not in `seen`, with that hash. Names starting with "." are still
+    being written."""
     ready = []
     for path in sorted(incoming.iterdir()):
-        if path.suffix.lower() not in BATCH_SUFFIXES or path in seen or not path.is_file():
+        if path.suffix.lower() not in BATCH_SUFFIXES or path.name.startswith("."):
             continue
-        size = path.stat().st_size
-        time.sleep(0.2)
-        if path.exists() and path.stat().st_size == size:
-            ready.append(path)
+        try:
+            size = path.stat().st_size
+            time.sleep(0.2)
+            if not path.is_file() or path.stat().st_size != size:
+                continue
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except FileNotFoundError:  # taken by a run meanwhile
+            continue
+        if digest not in seen:
+            ready.append((path, digest))
     return ready
 
 
 def watch_incoming(incoming: Path, stop: threading.Event) -> None:
-    """Emit `penguins.batch.landed` once for every batch file that lands in `incoming`."""
-    seen: set[Path] = set()
+    """Emit `penguins.batch.landed` once for every batch content that lands in `incoming`."""
+    seen: set[str] = set()
     while not stop.is_set():
-        for path in landed_files(incoming, seen):
-            seen.add(path)
+        for path, digest in landed_files(incoming, seen):
+            seen.add(digest)
             emit_event(
                 event=BATCH_LANDED,
-                resource={"prefect.resource.id": f"penguins.batch.{path.name}"},
-                payload={"path": str(path)},
+                resource={"prefect.resource.id": f"penguins.batch.{digest[:12]}"},
+                payload={"name": path.name, "sha256": digest},
             )
             print(f"level 2 watcher: {path.name} landed; event {BATCH_LANDED} sent", flush=True)
         stop.wait(WATCH_EVERY_S)
@@ -64,18 +80,26 @@ def watch_incoming(incoming: Path, stop: threading.Event) -> None:
 
 def deployments(settings: Settings) -> list[RunnerDeployment]:
     """The pipeline's three deployments: scheduled, on new data, and on demand."""
+    one_at_a_time = ConcurrencyLimitConfig(
+        limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+    )
     return [
-        training_pipeline.to_deployment(name="nightly", cron=settings.retrain_cron),
+        training_pipeline.to_deployment(
+            name="nightly", cron=settings.retrain_cron, concurrency_limit=one_at_a_time
+        ),
         training_pipeline.to_deployment(
             name="on-new-data",
             triggers=[
                 DeploymentEventTrigger(
                     expect={BATCH_LANDED},
-                    parameters={"batch_path": "{{ event.payload.path }}"},
+                    # Only the name: the flow resolves it inside the incoming folder, so an
+                    # event cannot point a run at any other file.
+                    parameters={"incoming_name": "{{ event.payload.name }}"},
                 )
             ],
+            concurrency_limit=one_at_a_time,
         ),
-        training_pipeline.to_deployment(name="on-demand"),
+        training_pipeline.to_deployment(name="on-demand", concurrency_limit=one_at_a_time),
     ]
 
 

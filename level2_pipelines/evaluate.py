@@ -35,6 +35,7 @@ def evaluate(pipeline: Pipeline, frame: pd.DataFrame) -> dict[str, float]:
 class Verdict:
     passed: bool
     reasons: list[str] = field(default_factory=list)  # why it failed; empty when it passed
+    judged_against: str | None = None  # the champion's registry version, None if there was none
 
 
 def judge(

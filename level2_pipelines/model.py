@@ -1,22 +1,32 @@
 """The model recipe (the same as levels 0 and 1) and how it is stored: as an MLflow model.
 
-The file inside is skops, as at level 1. MLflow records the trusted types in the model's
-metadata; `load_version` checks they are no more than this module trusts before loading.
+The file inside is skops, as at level 1, and no other format is ever loaded. A registry version
+is served only if its MLmodel says skops with no types trusted beyond `TRUSTED_TYPES`, its file
+has the SHA-256 recorded when it was registered, and its fitted numbers have the recorded
+fingerprint. The file is read with skops directly, trusting `TRUSTED_TYPES` whatever the
+metadata says; MLflow's own loaders are switched off (`tracking.connect`), a second fence.
 """
 
+import hashlib
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
-import mlflow.sklearn
+import mlflow.artifacts
+import skops.io as sio
 from mlflow import MlflowClient
-from mlflow.models import get_model_info
+from mlflow.models import Model
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from level2_pipelines.predict import Predictor
 from shared.contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
+# skops trusts scikit-learn's own estimators by default; these are the remaining types this
+# recipe's file holds (found with `skops.io.get_untrusted_types`). Anything else is refused.
 TRUSTED_TYPES = ["numpy.dtype"]
 
 
@@ -67,26 +77,76 @@ class Lineage:
     metrics: dict[str, float]
 
 
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fingerprint(pipeline: Pipeline) -> str:
+    """SHA-256 of the fitted numbers (equal fingerprints, equal predictions)."""
+    return Predictor.from_pipeline(pipeline).fingerprint()
+
+
+def read_skops_file(model_dir: Path, label: str) -> tuple[Path, str]:
+    """The model file in a downloaded MLflow model folder, and its SHA-256, if it is a skops
+    file trusting no more than TRUSTED_TYPES; ModelLoadError naming `label` otherwise."""
+    if not (model_dir / "MLmodel").is_file():
+        raise ModelLoadError(f"{label}: no MLmodel file; not an MLflow model")
+    flavor = Model.load(model_dir / "MLmodel").flavors.get("sklearn")
+    if flavor is None:
+        raise ModelLoadError(f"{label}: not a scikit-learn model; only skops files are loaded")
+    form = flavor.get("serialization_format", "pickle")
+    if form != "skops":
+        raise ModelLoadError(
+            f"{label}: saved with {form}, which runs code when loaded; only skops files are loaded"
+        )
+    declared = set(flavor.get("skops_trusted_types") or [])
+    if not declared <= set(TRUSTED_TYPES):
+        raise ModelLoadError(
+            f"{label}: asks to trust {sorted(declared - set(TRUSTED_TYPES))}; "
+            f"this service trusts only {TRUSTED_TYPES}"
+        )
+    path = (model_dir / flavor["pickled_model"]).resolve()
+    if path.parent != model_dir.resolve() or not path.is_file():
+        raise ModelLoadError(f"{label}: its model file {flavor['pickled_model']!r} is missing")
+    return path, sha256_file(path)
+
+
 def load_version(client: MlflowClient, name: str, version: str) -> tuple[Pipeline, Lineage]:
-    """Load registry version `name`/`version` with its lineage, trusting only TRUSTED_TYPES."""
-    uri = f"models:/{name}/{version}"
+    """Load registry version `name`/`version` with its lineage, refusing any file that is not
+    skops, not the one registered (SHA-256) or not the fitted model registered (fingerprint)."""
+    label = f"{name} v{version}"
     try:
         model_version = client.get_model_version(name, version)
-        declared = get_model_info(uri).flavors["sklearn"].get("skops_trusted_types") or []
-        if not set(declared) <= set(TRUSTED_TYPES):
-            raise ModelLoadError(
-                f"{uri} asks to trust {sorted(set(declared) - set(TRUSTED_TYPES))}; "
-                f"this service trusts only {TRUSTED_TYPES}"
+        tags = model_version.tags
+        with tempfile.TemporaryDirectory(prefix="level2-model-") as scratch:
+            model_dir = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"models:/{name}/{version}", dst_path=scratch
+                )
             )
-        pipeline = mlflow.sklearn.load_model(uri)
+            path, digest = read_skops_file(model_dir, label)
+            if digest != tags.get("artifact_sha256"):
+                raise ModelLoadError(
+                    f"{label}: its file's SHA-256 is {digest}, the registry recorded "
+                    f"{tags.get('artifact_sha256', 'none')}; the file was changed or replaced"
+                )
+            pipeline = sio.load(path, trusted=TRUSTED_TYPES)
         run = client.get_run(model_version.run_id)
     except ModelLoadError:
         raise
     except Exception as error:  # the registry, the store or the file: all mean "cannot serve"
         raise ModelLoadError(
-            f"{uri} could not be loaded ({type(error).__name__}: {error})"
+            f"{label} could not be loaded ({type(error).__name__}: {error})"
         ) from None
-    tags = model_version.tags
+    try:
+        actual = fingerprint(pipeline)
+    except ValueError as error:
+        raise ModelLoadError(f"{label}: {error}") from None
+    if actual != tags.get("fingerprint"):
+        raise ModelLoadError(
+            f"{label}: its fitted numbers have fingerprint {actual}, the registry recorded "
+            f"{tags.get('fingerprint', 'none')}"
+        )
     return pipeline, Lineage(
         name=name,
         version=str(version),

@@ -9,6 +9,11 @@ the batch is valid, one new registry version, promoted to `champion` only if it 
 gate. A bad batch stops the flow at `validate`: it is quarantined with the failed checks and
 nothing downstream runs. Promotion is the single alias move in `promote`, so a crash anywhere
 before it leaves the champion as it was.
+
+One decision at a time: from the duplicate check to the promotion a run holds the registry's
+decision lock, so two runs started together are judged one after the other, each against the
+champion of its moment. A batch whose content a version was already trained on is skipped
+(unless `force`), naming that version.
 """
 
 import asyncio
@@ -22,7 +27,7 @@ from typing import Literal
 import httpx
 import pandas as pd
 from mlflow import MlflowClient
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
@@ -38,7 +43,7 @@ from level2_pipelines.data import (
 )
 from level2_pipelines.deploy import follow_in_service
 from level2_pipelines.evaluate import Verdict, evaluate, judge
-from level2_pipelines.model import Lineage, load_version
+from level2_pipelines.model import Lineage, ModelLoadError, load_version
 from level2_pipelines.predict import Predictor
 from level2_pipelines.settings import Settings
 from level2_pipelines.tracking import connect
@@ -78,7 +83,8 @@ class Clock:
 @dataclass
 class Outcome:
     batch_id: str
-    run_id: str
+    run_id: str | None = None  # None when the batch was skipped
+    skipped: str = ""  # why no run was made (the same content was trained on before)
     version: str | None = None
     promoted_to: str | None = None  # "champion", "challenger", or None when rejected
     reasons: list[str] = field(default_factory=list)
@@ -89,6 +95,22 @@ class Outcome:
 
 # Tasks pass data frames and clients, which are neither hashable nor worth caching.
 stage = task(cache_policy=NO_CACHE)
+
+
+class UnsafeBatchName(ValueError):
+    """A landed-file name that would reach outside the incoming folder."""
+
+
+def landed_path(name: str, settings: Settings) -> Path:
+    """The file `name` in the incoming folder: events name a file there, never a path."""
+    incoming = settings.incoming_dir.resolve()
+    path = (incoming / name).resolve()
+    if path.parent != incoming or Path(name).name != name:
+        raise UnsafeBatchName(
+            f"incoming_name: {name!r} is not a file name in {incoming}; "
+            "new-data events can only start runs on files landed there"
+        )
+    return path
 
 
 @stage(retries=2, retry_delay_seconds=[1, 5])  # file reads can fail on a shared disk
@@ -172,16 +194,24 @@ def train(
 
 @stage(name="evaluate")
 def evaluate_candidate(candidate: Candidate, settings: Settings, clock: Clock) -> Verdict:
-    """Judge the candidate against the champion on the same held-out rows, then smoke-test it."""
+    """Judge the candidate against the champion on the same held-out rows, then smoke-test it.
+    A champion that cannot be loaded is judged by the metrics its run recorded on those rows,
+    so a good candidate can still replace it; a registry that cannot be read stops the run."""
     client = MlflowClient()
+    logger = get_run_logger()
+    held_out = held_out_rows(settings.seed)
     with clock.measure("mlflow", "evaluate"):
         champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
-        champion_pipeline = (
-            load_version(client, settings.model_name, champion.version)[0] if champion else None
-        )
+        champion_metrics = None
+        if champion is not None:
+            try:
+                champion_pipeline = load_version(client, settings.model_name, champion.version)[0]
+            except ModelLoadError as error:
+                logger.warning("judging against the champion's recorded metrics: %s", error)
+                champion_metrics = client.get_run(champion.run_id).data.metrics
     with clock.measure("work", "evaluate"):
-        held_out = held_out_rows(settings.seed)
-        champion_metrics = evaluate(champion_pipeline, held_out) if champion_pipeline else None
+        if champion is not None and champion_metrics is None:
+            champion_metrics = evaluate(champion_pipeline, held_out)
         verdict = judge(
             candidate.metrics,
             champion_metrics,
@@ -189,11 +219,13 @@ def evaluate_candidate(candidate: Candidate, settings: Settings, clock: Clock) -
             regression_tolerance=settings.regression_tolerance,
             island_accuracy_floor=settings.island_accuracy_floor,
         )
+        verdict.judged_against = str(champion.version) if champion is not None else None
         verdict.reasons += smoke_test(candidate, settings)
         verdict.passed = not verdict.reasons
     with clock.measure("mlflow", "evaluate"):
         for name, value in (champion_metrics or {}).items():
-            client.log_metric(candidate.run_id, f"champion_{name}", value)
+            if not name.startswith("champion_"):
+                client.log_metric(candidate.run_id, f"champion_{name}", value)
         client.set_tag(candidate.run_id, "gate", "passed" if verdict.passed else "rejected")
     return verdict
 
@@ -248,6 +280,7 @@ def register(
         "validation": "passed",
         "gate": "passed" if verdict.passed else "rejected",
         "gate_reasons": "; ".join(verdict.reasons) or "-",
+        "judged_against": verdict.judged_against or "none",
     }
     with clock.measure("mlflow", "register"):
         return registry.register(
@@ -256,12 +289,20 @@ def register(
 
 
 @stage
-def promote(version: str, approval: str, settings: Settings, clock: Clock) -> str:
-    """`champion` (or `challenger`, awaiting `make level2-approve`) moves to this version."""
+def promote(
+    version: str, verdict: Verdict, approval: str, settings: Settings, clock: Clock
+) -> tuple[str | None, str]:
+    """`champion` (or `challenger`, awaiting `make level2-approve`) moves to this version, if
+    the champion is still the one it was judged against. Returns (alias or None, why not)."""
     alias = registry.CHAMPION if approval == "auto" else registry.CHALLENGER
+    client = MlflowClient()
     with clock.measure("mlflow", "promote"):
-        registry.promote(MlflowClient(), settings.model_name, version, alias)
-    return alias
+        try:
+            registry.promote(client, settings.model_name, version, alias, verdict.judged_against)
+        except registry.StaleChampion as error:
+            client.set_model_version_tag(settings.model_name, version, "promotion", str(error))
+            return None, str(error)
+    return alias, ""
 
 
 @stage
@@ -275,11 +316,42 @@ def training_pipeline(
     batch_path: str | None = None,
     approval: Literal["auto", "manual"] | None = None,
     simulate_rows: int | None = None,
+    incoming_name: str | None = None,
+    force: bool = False,
 ) -> Outcome | State:
+    """Train on a batch: a file (`batch_path`, or `incoming_name` for a file landed in the
+    incoming folder), `simulate_rows` simulated birds, or by default the 2009 birds."""
     settings = Settings()
     clock = Clock()
     client = connect(settings)
+    if incoming_name is not None:
+        batch_path = str(landed_path(incoming_name, settings))
     batch, reference = ingest(batch_path, simulate_rows, settings, clock)
+    with registry.decision(settings):
+        earlier = registry.trained_on(client, settings.model_name, batch.checksum)
+        if earlier is not None and not force:
+            return Outcome(
+                batch_id=batch.batch_id,
+                skipped=f"this content was already trained on by MLflow run {earlier.run_id} "
+                f"as {settings.model_name} v{earlier.version}; nothing new to learn "
+                "(force to train again)",
+            )
+        outcome = decide(batch, reference, approval or settings.approval, settings, client, clock)
+    if isinstance(outcome, Outcome) and outcome.promoted_to == registry.CHAMPION:
+        # After the decision: the alias has moved whatever the service says.
+        outcome.deployed = deploy(outcome.version, settings)
+    return outcome
+
+
+def decide(
+    batch: Batch,
+    reference: pd.DataFrame,
+    approval: str,
+    settings: Settings,
+    client: MlflowClient,
+    clock: Clock,
+) -> Outcome | State:
+    """validate -> train -> evaluate -> register -> promote, as one MLflow run."""
     run = client.create_run(
         client.get_experiment_by_name(settings.experiment).experiment_id,
         run_name=f"batch {batch.batch_id}",
@@ -299,11 +371,10 @@ def training_pipeline(
         outcome.version = register(candidate, verdict, batch, settings, clock)
         outcome.reasons = verdict.reasons
         if verdict.passed:
-            outcome.promoted_to = promote(
-                outcome.version, approval or settings.approval, settings, clock
+            outcome.promoted_to, refused = promote(
+                outcome.version, verdict, approval, settings, clock
             )
-            if outcome.promoted_to == registry.CHAMPION:
-                outcome.deployed = deploy(outcome.version, settings)
+            outcome.reasons += [refused] if refused else []
     except BaseException:
         client.set_terminated(outcome.run_id, "FAILED")
         raise
@@ -312,6 +383,9 @@ def training_pipeline(
 
 
 def report(outcome: Outcome, settings: Settings, seconds: float) -> None:
+    if outcome.skipped:
+        print(f"level 2: batch {outcome.batch_id} skipped: {outcome.skipped}")
+        return
     print(f"level 2: batch {outcome.batch_id}, MLflow run {outcome.run_id}")
     print(
         f"level 2: held-out accuracy {outcome.metrics['accuracy']:.3f}, "

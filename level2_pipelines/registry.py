@@ -1,17 +1,25 @@
 """Register, promote, approve and roll back, with MLflow registry aliases (not stages).
 
 `champion` is the version the service serves; `challenger` waits for a person's approval when
-approval is manual. Each promoted version is tagged with the champion it replaced, so a
-rollback is one alias move. Moving an alias is a single registry write: a crash before it leaves
-the champion as it was.
+approval is manual. Each version records the champion it was judged against, and each promoted
+version the champion it replaced, so a rollback is one alias move and repeated rollbacks walk
+the real history. Moving an alias is a single registry write: a crash before it leaves the
+champion as it was.
+
+One decision at a time: a training run holds `decision()` from its duplicate check to its
+promotion, and so do rollback and approve. Promotion is also a compare-and-set: `champion`
+moves only if it is still the version the candidate was judged against.
 
     python -m level2_pipelines.registry show | rollback | approve
 """
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from filelock import FileLock, Timeout
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -21,17 +29,70 @@ from level2_pipelines.settings import Settings
 from level2_pipelines.tracking import connect
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+DECISION_WAIT_S = 600  # a run takes seconds; ten minutes means a stuck one, named below
 
 
 class RegistryError(RuntimeError):
-    """A registry action that cannot be done, and why."""
+    """A registry action that cannot be done, or a registry that cannot be read, and why."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry or its store cannot be read or written: not an answer about the models."""
+
+
+class StaleChampion(RegistryError):
+    """The champion moved after the candidate was judged: promoting it would skip a decision."""
+
+
+@contextmanager
+def decision(settings: Settings) -> Iterator[None]:
+    """Hold the one lock under which runs, rollbacks and approvals change aliases."""
+    settings.decision_lock.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(settings.decision_lock)
+    try:
+        lock.acquire(timeout=DECISION_WAIT_S)
+    except Timeout:
+        raise RegistryError(
+            f"another run has held {settings.decision_lock} for {DECISION_WAIT_S} s; "
+            "if no level 2 process is running, delete that file"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _absent(error: MlflowException) -> bool:
+    """No such model, or no such alias on it: MLflow's two ways of saying "none yet"."""
+    return error.error_code == "RESOURCE_DOES_NOT_EXIST" or (
+        error.error_code == "INVALID_PARAMETER_VALUE" and "not found" in error.message
+    )
 
 
 def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version `alias` points at; None only when there is none. A registry that cannot be
+    read is a RegistryError, never "no champion"."""
     try:
         return client.get_model_version_by_alias(name, alias)
-    except MlflowException:  # no such model, or no such alias yet
-        return None
+    except MlflowException as error:
+        if _absent(error):
+            return None
+        raise RegistryUnavailable(f"cannot read {name}@{alias}: {error.message}") from None
+    except Exception as error:  # the store itself: a locked or missing database, a down server
+        raise RegistryUnavailable(
+            f"cannot read {name}@{alias} ({type(error).__name__}: {error})"
+        ) from None
+
+
+def trained_on(client: MlflowClient, name: str, batch_checksum: str) -> ModelVersion | None:
+    """The earliest version of `name` trained on a batch with this content, if any."""
+    try:
+        found = client.search_model_versions(
+            f"name = '{name}' and tags.batch_checksum = '{batch_checksum}'"
+        )
+    except Exception as error:
+        raise RegistryUnavailable(f"cannot search {name}'s versions: {error}") from None
+    return min(found, key=lambda v: int(v.version), default=None)
 
 
 def register(
@@ -40,20 +101,38 @@ def register(
     """A new registry version of `name` for the model at `model_uri`, tagged with its lineage."""
     try:
         client.get_registered_model(name)
-    except MlflowException:
+    except MlflowException as error:
+        if not _absent(error):
+            raise
         client.create_registered_model(name, description="Penguin species, level 2 pipeline")
     return str(client.create_model_version(name, model_uri, run_id=run_id, tags=tags).version)
 
 
-def promote(client: MlflowClient, name: str, version: str, alias: str = CHAMPION) -> str | None:
-    """Point `alias` at `version`; return the version it pointed at before (if any)."""
+def promote(
+    client: MlflowClient, name: str, version: str, alias: str, judged_against: str | None
+) -> str | None:
+    """Point `alias` at `version`, which was judged against champion `judged_against` (None:
+    there was none). `champion` moves only if it is still that version (StaleChampion
+    otherwise), records it as `previous_champion`, and clears a waiting challenger, which was
+    judged against the champion being replaced. Returns the champion before."""
     found = version_by_alias(client, name, CHAMPION)
-    previous = str(found.version) if found is not None else None
-    if alias == CHAMPION and previous is not None and previous != version:
-        client.set_model_version_tag(name, version, "previous_champion", previous)
-    client.set_model_version_tag(name, version, f"{alias}_since", _now())
-    client.set_registered_model_alias(name, alias, version)  # the one step that changes serving
-    return previous
+    current = str(found.version) if found is not None else None
+    if current != judged_against:
+        raise StaleChampion(
+            f"the champion moved from {_v(judged_against)} to {_v(current)} after v{version} was "
+            f"judged; v{version} is not promoted (rerun the batch with --force to judge it again)"
+        )
+    if alias == CHAMPION:
+        if current is not None and current != version:
+            client.set_model_version_tag(name, version, "previous_champion", current)
+        client.set_model_version_tag(name, version, "champion_since", _now())
+        client.set_registered_model_alias(name, CHAMPION, version)  # the step that changes serving
+        if version_by_alias(client, name, CHALLENGER) is not None:
+            client.delete_registered_model_alias(name, CHALLENGER)
+    else:
+        client.set_model_version_tag(name, version, f"{alias}_since", _now())
+        client.set_registered_model_alias(name, alias, version)
+    return current
 
 
 def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
@@ -70,15 +149,23 @@ def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
 
 
 def approve(client: MlflowClient, name: str) -> str:
-    """Promote the waiting `challenger` to champion; return its version."""
+    """Promote the waiting `challenger` to champion; return its version. A challenger judged
+    against another champion than today's is refused: its verdict no longer holds."""
     challenger = version_by_alias(client, name, CHALLENGER)
     if challenger is None:
         raise RegistryError(f"{name} has no challenger waiting for approval")
     version = str(challenger.version)
-    promote(client, name, version)
-    client.delete_registered_model_alias(name, CHALLENGER)
+    judged = challenger.tags.get("judged_against", "none")
+    try:
+        promote(client, name, version, CHAMPION, None if judged == "none" else judged)
+    except StaleChampion as error:
+        raise RegistryError(f"challenger v{version}: {error}") from None
     client.set_model_version_tag(name, version, "approved_at", _now())
     return version
+
+
+def _v(version: str | None) -> str:
+    return f"v{version}" if version is not None else "no champion"
 
 
 def _now() -> str:
@@ -87,10 +174,7 @@ def _now() -> str:
 
 def describe(client: MlflowClient, name: str) -> list[str]:
     """One line per version, newest first, with its aliases and gate outcome."""
-    try:
-        versions = client.search_model_versions(f"name = '{name}'")
-    except MlflowException:
-        versions = []
+    versions = client.search_model_versions(f"name = '{name}'")
     if not versions:
         return [f"{name}: no versions yet; run `make level2`"]
     aliases = {}
@@ -114,16 +198,18 @@ def main() -> None:
     client = connect(settings)
     try:
         if args.action == "rollback":
-            old, new = rollback(client, settings.model_name)
+            with decision(settings):
+                old, new = rollback(client, settings.model_name)
             print(f"level 2 rollback: champion moved from v{old} back to v{new}")
             print(follow_in_service(settings, new))
         elif args.action == "approve":
-            version = approve(client, settings.model_name)
+            with decision(settings):
+                version = approve(client, settings.model_name)
             print(f"level 2 approve: v{version} is now champion")
             print(follow_in_service(settings, version))
-    except RegistryError as error:
+        print("\n".join(describe(client, settings.model_name)))
+    except (RegistryError, MlflowException) as error:
         sys.exit(f"level 2 {args.action}: {error}")
-    print("\n".join(describe(client, settings.model_name)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Run the level 2 pipeline once, on demand: `make level2 [BATCH=path]`, or
 
     python -m level2_pipelines.run [--batch PATH | --simulate ROWS] [--approval auto|manual]
+                                   [--force]
 
 With the workshop's Prefect server up (`make level2-up`) the run is recorded there. Otherwise
 Prefect starts a temporary API for this run; it takes ~10 s to boot, so it is started first, in
@@ -34,6 +35,9 @@ def main() -> None:
     source.add_argument("--batch", help="a CSV or Parquet batch; default: the 2009 birds")
     source.add_argument("--simulate", type=int, metavar="ROWS", help="a simulated batch")
     parser.add_argument("--approval", choices=["auto", "manual"], help="default: settings")
+    parser.add_argument(
+        "--force", action="store_true", help="train even if this content was trained on before"
+    )
     args = parser.parse_args()
     settings = Settings()
     server = local_prefect_server(settings)
@@ -47,15 +51,16 @@ def main() -> None:
         booting = threading.Thread(target=SubprocessASGIServer().start)
         booting.start()
     # Deferred on purpose (see above): GX, MLflow and scikit-learn take ~10 s to import.
-    from level2_pipelines.pipeline import BatchRejected, report, training_pipeline
+    from level2_pipelines.pipeline import BatchRejected, UnsafeBatchName, report, training_pipeline
+    from level2_pipelines.registry import RegistryError
 
     if booting is not None:
         booting.join()
     start = time.perf_counter()
     with temporary_settings({PREFECT_API_URL: server}) if server else nullcontext():
         try:
-            outcome = training_pipeline(args.batch, args.approval, args.simulate)
-        except BatchRejected as error:
+            outcome = training_pipeline(args.batch, args.approval, args.simulate, force=args.force)
+        except (BatchRejected, RegistryError, UnsafeBatchName) as error:
             sys.exit(f"level 2: {error}")
     report(outcome, settings, time.perf_counter() - start)
 

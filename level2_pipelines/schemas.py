@@ -75,6 +75,9 @@ class HealthPublic(BaseModel):
 class ReadyPublic(BaseModel):
     status: Literal["ready"]
     model_version: str
+    problem: str | None = Field(
+        default=None, description="What keeps the registry's champion from being served, if any"
+    )
 
 
 class LineagePublic(BaseModel):

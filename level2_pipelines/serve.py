@@ -1,8 +1,10 @@
 """Serve the registry's champion and follow it: `make level2-serve`, or
 `python -m level2_pipelines.serve`.
 
-Settings are checked before the port is bound (a placeholder admin token outside development is
-one clear line and a non-zero exit), and so is the champion, if there is one yet.
+Settings are checked before the port is bound: a placeholder admin token, or a host other
+machines can reach without a token of your own, is one clear line and a non-zero exit. Without
+LEVEL2_ADMIN_TOKEN the service makes a random token in the state folder (mode 0600), where the
+pipeline and `make level2-rollback` on this machine find it.
 """
 
 import sys
@@ -19,12 +21,15 @@ def main() -> None:
         settings = Settings()
     except ValidationError as error:
         sys.exit(f"level 2 serve: cannot start: {error.errors()[0]['msg']}")
+    app = create_app(settings)
     print(
         f"level 2 serve: following {settings.model_name}@champion at "
         f"http://{settings.host}:{settings.port}"
     )
+    where = "LEVEL2_ADMIN_TOKEN" if settings.admin_token is not None else settings.admin_token_file
+    print(f"level 2 serve: admin endpoints take the bearer token in {where}")
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         access_log=settings.access_log,

@@ -1,5 +1,9 @@
 """One settings class for level 2. Every value can be set from the environment (`LEVEL2_...`)."""
 
+import contextlib
+import ipaddress
+import os
+import secrets
 from pathlib import Path
 from typing import Literal
 
@@ -8,14 +12,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.paths import state_dir
 
-PLACEHOLDER_TOKEN = "change-me"  # refused outside development
+# Tokens that appear in examples and tutorials are refused wherever they are configured.
+PLACEHOLDER_TOKENS = frozenset({"", "change-me", "changeme", "secret", "admin", "token"})
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEVEL2_")
 
     state_dir: Path = Field(default_factory=lambda: state_dir() / "level2")
-    environment: Literal["development", "production"] = "development"
     seed: int = 42
 
     # Registry and tracking: a local SQLite store and artifact folder unless pointed elsewhere
@@ -37,7 +41,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8002
     poll_seconds: float = Field(default=1.0, gt=0)  # how often it asks who is champion
-    admin_token: SecretStr = SecretStr(PLACEHOLDER_TOKEN)
+    # Unset: the service makes a random one in `admin_token_file` (mode 0600), where the
+    # pipeline and the registry commands on this machine read it. Set it to share across hosts.
+    admin_token: SecretStr | None = None
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     access_log: bool = False
 
@@ -46,14 +52,38 @@ class Settings(BaseSettings):
     mlflow_ui_port: int = 5000
 
     @model_validator(mode="after")
-    def _refuse_placeholder_token(self) -> "Settings":
-        if self.environment != "development" and (
-            self.admin_token.get_secret_value() == PLACEHOLDER_TOKEN
-        ):
+    def _refuse_unusable_tokens(self) -> "Settings":
+        token = self.admin_token.get_secret_value() if self.admin_token is not None else None
+        if token is not None and token.strip().lower() in PLACEHOLDER_TOKENS:
             raise ValueError(
-                "LEVEL2_ADMIN_TOKEN is the placeholder; set a real token outside development"
+                "LEVEL2_ADMIN_TOKEN is a placeholder; set a random one "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(32))') or unset it"
+            )
+        if token is None and not _is_loopback(self.host):
+            raise ValueError(
+                f"LEVEL2_HOST={self.host} is reachable from other machines: set "
+                "LEVEL2_ADMIN_TOKEN to a real token before binding it"
             )
         return self
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.state_dir / "admin_token"
+
+    def admin_token_value(self, *, create: bool = False) -> str | None:
+        """The configured token, else the one in `admin_token_file`; the service (`create`)
+        writes a random one there, readable by its owner only. None: no token anywhere yet."""
+        if self.admin_token is not None:
+            return self.admin_token.get_secret_value()
+        path = self.admin_token_file
+        if create and not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                # O_EXCL: two processes starting together cannot each write their own.
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as file:
+                    file.write(secrets.token_urlsafe(32))
+        return path.read_text().strip() if path.exists() else None
 
     @property
     def resolved_tracking_uri(self) -> str:
@@ -79,9 +109,23 @@ class Settings(BaseSettings):
         return self.state_dir / "quarantine"
 
     @property
+    def decision_lock(self) -> Path:
+        """Held while a run decides and promotes, and by rollback and approve: one at a time."""
+        return self.state_dir / "decision.lock"
+
+    @property
     def data_docs_dir(self) -> Path:
         return self.state_dir / "data_docs"
 
     @property
     def prefect_api_url(self) -> str:
         return f"http://127.0.0.1:{self.prefect_port}/api"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False

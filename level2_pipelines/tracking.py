@@ -1,5 +1,7 @@
 """Point MLflow at the configured store. Called by entry points, never at import time."""
 
+import os
+
 import mlflow
 from mlflow import MlflowClient
 
@@ -9,6 +11,9 @@ from level2_pipelines.settings import Settings
 def connect(settings: Settings) -> MlflowClient:
     """Set the tracking and registry URI, make sure the experiment exists, return a client."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    # A second fence behind model.load_version: MLflow's own loaders (mlflow.sklearn,
+    # mlflow.pyfunc) refuse to deserialize any model file in this process.
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
     mlflow.set_tracking_uri(settings.resolved_tracking_uri)
     mlflow.set_registry_uri(settings.resolved_tracking_uri)
     client = MlflowClient()

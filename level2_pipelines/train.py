@@ -3,10 +3,12 @@ with its parameters, metrics, model (signature and input example), a confusion m
 lineage tags that let anyone trace a served model back to its code and data."""
 
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import mlflow.artifacts
 import mlflow.sklearn
 import pandas as pd
 import sklearn
@@ -17,7 +19,7 @@ from sklearn.metrics import ConfusionMatrixDisplay
 from sklearn.pipeline import Pipeline
 
 from level2_pipelines.data import features_and_target
-from level2_pipelines.model import TRUSTED_TYPES, build_pipeline
+from level2_pipelines.model import TRUSTED_TYPES, build_pipeline, fingerprint, read_skops_file
 from shared.contract import CLASSES
 from shared.data import COLUMNS
 
@@ -78,7 +80,9 @@ def log_training(
     lineage: dict[str, str],
 ) -> Candidate:
     """Record parameters, metrics, figure, model and lineage tags in the pipeline's MLflow run.
-    `lineage` must hold `data_checksum`, the checksum of `training`."""
+    `lineage` must hold `data_checksum`, the checksum of `training`. The lineage returned adds
+    the SHA-256 of the model file as logged and the fingerprint of its fitted numbers, which
+    the loader checks before serving it."""
     features, _ = features_and_target(training)
     classifier = pipeline.named_steps["classifier"]
     with mlflow.start_run(run_id=run_id):
@@ -94,14 +98,14 @@ def log_training(
         )
         mlflow.log_metrics(metrics)
         mlflow.log_figure(confusion_figure(pipeline, held_out), "confusion_matrix.png")
-        mlflow.set_tags(lineage)
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",
             serialization_format="skops",
             skops_trusted_types=TRUSTED_TYPES,
+            # No input example: MLflow would validate it by loading the model with its own
+            # loader, which level 2 switches off (the smoke test serves the candidate instead).
             signature=infer_signature(features, pipeline.predict_proba(features)),
-            input_example=features.head(3),
             # Pinned here rather than inferred: inference loads the model in a subprocess.
             pip_requirements=[
                 f"scikit-learn=={sklearn.__version__}",
@@ -109,6 +113,11 @@ def log_training(
             ],
             pyfunc_predict_fn="predict_proba",  # `mlflow models serve` answers probabilities too
         )
+        lineage = lineage | {
+            "artifact_sha256": logged_sha256(info.model_uri),
+            "fingerprint": fingerprint(pipeline),
+        }
+        mlflow.set_tags(lineage)
     return Candidate(
         run_id=run_id,
         model_uri=info.model_uri,
@@ -117,3 +126,10 @@ def log_training(
         metrics=metrics,
         lineage=lineage,
     )
+
+
+def logged_sha256(model_uri: str) -> str:
+    """The SHA-256 of the model file as the artifact store holds it, read back from there."""
+    with tempfile.TemporaryDirectory(prefix="level2-logged-") as scratch:
+        model_dir = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=scratch))
+        return read_skops_file(model_dir, model_uri)[1]

@@ -18,6 +18,7 @@ import pytest  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
 from level2_pipelines.settings import Settings  # noqa: E402
+from level2_pipelines.tests.helpers import log_candidate  # noqa: E402
 from level2_pipelines.tracking import connect  # noqa: E402
 
 HARNESS_STARTUP_S = 180
@@ -42,9 +43,19 @@ def settings(state_dir, monkeypatch, request) -> Settings:
     name = "penguins-" + request.node.name.replace("[", "-").replace("]", "")[:60]
     monkeypatch.setenv("LEVEL2_MODEL_NAME", name)
     monkeypatch.setenv("LEVEL2_PORT", "1")  # no service: deploy reports "not running"
+    monkeypatch.setenv("LEVEL2_ADMIN_TOKEN", "a-test-token-nobody-guesses")
     settings = Settings()
     connect(settings)
     return settings
+
+
+@pytest.fixture(scope="session")
+def candidate(state_dir):
+    """One model logged as the train stage logs it, registered again by each test that needs
+    versions without a flow run (registering is a fast registry write; logging is not)."""
+    settings = Settings()
+    connect(settings)
+    return log_candidate(settings)
 
 
 @pytest.fixture(scope="session")

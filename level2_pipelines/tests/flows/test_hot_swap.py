@@ -25,7 +25,7 @@ def test_promotion_under_load_drops_nothing(settings):
     """Approving a challenger while 8 connections send requests: all answered 200, and the
     service moves from the old version to the new one during the run."""
     old = training_pipeline().version
-    new = training_pipeline(approval="manual").version
+    new = training_pipeline(approval="manual", force=True).version
     port = free_port()
     env = {
         "LEVEL2_STATE_DIR": str(settings.state_dir),

@@ -1,8 +1,11 @@
 """Whole pipeline runs under Prefect's test harness, one scenario each, each with its own
 registered model: what gets promoted, what gets stopped, and what is kept for inspection."""
 
+import threading
+
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from level2_pipelines import pipeline, registry
 from level2_pipelines.data import reference_and_new_rows
@@ -97,7 +100,7 @@ def test_crash_between_register_and_promote_leaves_the_champion(settings, monkey
 
     monkeypatch.setattr(pipeline, "promote", crash)
     with pytest.raises(RuntimeError, match="injected crash"):
-        training_pipeline()
+        training_pipeline(force=True)
 
     assert len(versions(settings)) == 2
     assert champion(settings) == before
@@ -106,7 +109,7 @@ def test_crash_between_register_and_promote_leaves_the_champion(settings, monkey
 def test_rollback_restores_the_previous_champion(settings):
     """After two promotions, one rollback moves champion back to the first version."""
     first = training_pipeline().version
-    second = training_pipeline().version
+    second = training_pipeline(force=True).version
     assert champion(settings) == second
 
     moved_from, moved_to = registry.rollback(MlflowClient(), settings.model_name)
@@ -119,7 +122,7 @@ def test_manual_approval_waits_as_challenger(settings):
     """With manual approval the candidate becomes challenger; approving makes it champion."""
     first = training_pipeline().version
 
-    outcome = training_pipeline(approval="manual")
+    outcome = training_pipeline(approval="manual", force=True)
 
     assert outcome.promoted_to == registry.CHALLENGER
     assert champion(settings) == first
@@ -143,3 +146,71 @@ def test_ingest_task_simulates_a_batch_when_asked(settings):
 
     assert len(batch.frame) == 120
     assert batch.source == "120 simulated birds"
+
+
+def test_same_batch_content_is_trained_once(settings):
+    """The same batch again is skipped, naming the run and version; `force` trains it again."""
+    first = training_pipeline()
+
+    again = training_pipeline()
+    forced = training_pipeline(force=True)
+
+    assert again.run_id is None
+    assert f"run {first.run_id} as {settings.model_name} v{first.version}" in again.skipped
+    assert forced.version != first.version
+    assert len(versions(settings)) == 2
+
+
+def test_two_runs_started_together_decide_one_after_the_other(settings):
+    """Two batches at once: each is judged against the champion of its moment, so each
+    records the one before it and two rollbacks walk back to the first champion."""
+    first = training_pipeline().version
+    outcomes = []
+    runs = [
+        threading.Thread(target=lambda n=n: outcomes.append(training_pipeline(simulate_rows=n)))
+        for n in (150, 160)
+    ]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    client = MlflowClient()
+    tags = {
+        o.version: client.get_model_version(settings.model_name, o.version).tags for o in outcomes
+    }
+    earlier, later = sorted(tags, key=lambda v: tags[v]["champion_since"])
+
+    assert [o.promoted_to for o in outcomes] == [registry.CHAMPION, registry.CHAMPION]
+    assert tags[earlier]["previous_champion"] == first
+    assert tags[later]["previous_champion"] == earlier
+    assert tags[later]["judged_against"] == earlier
+    assert registry.rollback(client, settings.model_name) == (later, earlier)
+    assert registry.rollback(client, settings.model_name) == (earlier, first)
+
+
+def test_champion_that_cannot_be_loaded_does_not_block_a_good_candidate(settings):
+    """With a champion whose file no longer matches, a good batch is judged against the
+    champion's recorded metrics and promoted, replacing it."""
+    broken = training_pipeline().version
+    MlflowClient().set_model_version_tag(settings.model_name, broken, "artifact_sha256", "0" * 64)
+
+    outcome = training_pipeline(simulate_rows=200)
+
+    assert outcome.promoted_to == registry.CHAMPION
+    assert champion(settings) == outcome.version
+
+
+def test_store_error_stops_the_run_and_is_named(settings, monkeypatch):
+    """A registry that cannot be read stops the run with that reason; nothing is promoted as
+    if there were no champion."""
+    training_pipeline()
+
+    def locked(*args, **kwargs):
+        raise MlflowException("(sqlite3.OperationalError) database is locked", "INTERNAL_ERROR")
+
+    monkeypatch.setattr(MlflowClient, "get_model_version_by_alias", locked)
+    with pytest.raises(registry.RegistryUnavailable, match="database is locked"):
+        training_pipeline(simulate_rows=200)
+    monkeypatch.undo()
+
+    assert len(versions(settings)) == 1

@@ -1,5 +1,8 @@
 """The level 2 service's contract with a fixed model: level 1's endpoints plus lineage and a
-protected admin; settings refuse a placeholder token outside development."""
+protected admin with no usable default token; every error in the project's shape and in the
+OpenAPI document."""
+
+import stat
 
 import pytest
 from fastapi.testclient import TestClient
@@ -9,7 +12,7 @@ from level2_pipelines.api import ServedModel, create_app
 from level2_pipelines.data import features_and_target, reference_and_new_rows
 from level2_pipelines.model import Lineage, build_pipeline
 from level2_pipelines.predict import Predictor
-from level2_pipelines.settings import PLACEHOLDER_TOKEN, Settings
+from level2_pipelines.settings import Settings
 from shared.contract import EXAMPLE_PAYLOAD, INVALID_EXAMPLES
 
 LINEAGE = Lineage(
@@ -82,22 +85,71 @@ def test_admin_with_a_wrong_token_is_401(client):
     assert response.status_code == 401
 
 
-def test_admin_on_a_fixed_model_is_409(client):
+@pytest.mark.parametrize("path", ["/admin/reload", "/admin/rollback"])
+def test_admin_on_a_fixed_model_is_409(client, path):
     """With the right token, a service pinned to one model says it follows no registry."""
-    response = client.post("/admin/reload", headers={"Authorization": "Bearer s3cret"})
+    response = client.post(path, headers={"Authorization": "Bearer s3cret"})
 
     assert response.status_code == 409
+    assert response.json()["detail"] == "registry: this service serves a fixed model"
 
 
-def test_placeholder_token_is_refused_outside_development():
-    """In production the placeholder admin token is a settings error naming the variable."""
-    with pytest.raises(ValidationError, match="LEVEL2_ADMIN_TOKEN"):
-        Settings(environment="production", admin_token=PLACEHOLDER_TOKEN)
+@pytest.mark.parametrize("token", ["change-me", "", "secret"])
+def test_placeholder_token_is_refused_in_any_setting(token):
+    """A placeholder admin token is a settings error naming the variable."""
+    with pytest.raises(ValidationError, match="LEVEL2_ADMIN_TOKEN is a placeholder"):
+        Settings(admin_token=token)
 
 
-def test_placeholder_token_is_accepted_in_development():
-    """The placeholder works for a workshop on one machine."""
-    assert Settings(environment="development").admin_token.get_secret_value() == PLACEHOLDER_TOKEN
+def test_reachable_host_without_a_token_is_refused():
+    """Binding an address other machines reach needs a token of one's own."""
+    with pytest.raises(ValidationError, match="LEVEL2_HOST=0.0.0.0 is reachable"):
+        Settings(host="0.0.0.0")
+
+
+def test_without_a_token_the_service_makes_a_private_random_one(tmp_path):
+    """No token configured: the app writes a random one (mode 0600) and only it opens admin."""
+    settings = Settings(state_dir=tmp_path)
+    app = create_app(settings, ServedModel(lineage=LINEAGE, predictor=None))
+
+    token = settings.admin_token_file.read_text()
+    with TestClient(app) as http:
+        refused = http.post("/admin/reload", headers={"Authorization": "Bearer change-me"})
+        allowed = http.post("/admin/reload", headers={"Authorization": f"Bearer {token}"})
+
+    assert stat.S_IMODE(settings.admin_token_file.stat().st_mode) == 0o600
+    assert len(token) >= 32
+    assert refused.status_code == 401
+    assert allowed.status_code == 409  # past the token check: a fixed model follows nothing
+    assert settings.admin_token_value() == token
+
+
+def test_undecodable_body_is_400_in_the_project_s_shape(client):
+    """Bytes that are not UTF-8 get a 400 naming `body`, with the errors list."""
+    response = client.post(
+        "/predict", content=b"\xff\xfe\xfa", headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("body:")
+    assert response.json()["errors"][0]["field"] == "body"
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "statuses"),
+    [
+        ("/predict", "post", {"400", "413", "422", "503"}),
+        ("/predict/batch", "post", {"400", "413", "422", "503"}),
+        ("/ready", "get", {"503"}),
+        ("/admin/reload", "post", {"401", "409", "503"}),
+        ("/admin/rollback", "post", {"401", "409", "503"}),
+    ],
+)
+def test_openapi_documents_every_error_status(client, path, method, statuses):
+    """Each endpoint's OpenAPI entry lists the error statuses it can answer."""
+    documented = client.get("/openapi.json").json()["paths"][path][method]["responses"]
+
+    assert statuses <= set(documented)
 
 
 def test_ready_without_a_champion_is_503(tmp_path):

@@ -1,0 +1,69 @@
+"""Registry versions made without running the pipeline: for tests of loading, promotion and
+serving that need versions in a registry but not a Prefect flow run."""
+
+import mlflow
+import mlflow.sklearn
+import pandas as pd
+from mlflow import MlflowClient
+
+from level2_pipelines import registry
+from level2_pipelines.data import held_out_rows, reference_and_new_rows
+from level2_pipelines.evaluate import evaluate
+from level2_pipelines.settings import Settings
+from level2_pipelines.train import Candidate, fit, log_training, training_rows
+from shared.data import data_checksum
+
+
+def training_split(settings: Settings) -> pd.DataFrame:
+    """All of the shared training split: the reference rows plus the 2009 birds."""
+    reference, new_rows = reference_and_new_rows(settings.seed)
+    return training_rows(reference, new_rows)
+
+
+def log_candidate(settings: Settings, training: pd.DataFrame | None = None) -> Candidate:
+    """Fit the recipe and log it as the pipeline's train stage does, in a run of its own."""
+    training = training_split(settings) if training is None else training
+    pipeline = fit(training, settings.seed)
+    held_out = held_out_rows(settings.seed)
+    client = MlflowClient()
+    run = client.create_run(client.get_experiment_by_name(settings.experiment).experiment_id)
+    lineage = {
+        "data_checksum": data_checksum(training),
+        "git_commit": "test",
+        "batch_id": "test-batch",
+        "batch_checksum": data_checksum(training),
+        "flow_run_id": "none",
+        "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
+    }
+    metrics = evaluate(pipeline, held_out)
+    return log_training(run.info.run_id, pipeline, training, held_out, metrics, 42, lineage)
+
+
+def add_version(settings: Settings, candidate: Candidate, **tags: str) -> str:
+    """A new registry version of the candidate's model (tags override its lineage)."""
+    return registry.register(
+        MlflowClient(),
+        settings.model_name,
+        candidate.model_uri,
+        candidate.run_id,
+        candidate.lineage | tags,
+    )
+
+
+def add_unsafe_version(settings: Settings, model: object, serialization_format: str) -> str:
+    """A registry version holding `model` pickled, as anyone with write access could add."""
+    with mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            serialization_format=serialization_format,
+            pip_requirements=[],  # inferring them would load the model in a subprocess
+        )
+    return registry.register(
+        MlflowClient(), settings.model_name, info.model_uri, run.info.run_id, {}
+    )
+
+
+def champion(settings: Settings) -> str | None:
+    found = registry.version_by_alias(MlflowClient(), settings.model_name, registry.CHAMPION)
+    return str(found.version) if found else None
