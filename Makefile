@@ -94,6 +94,10 @@ level1-train: $(STAMP) ## Level 1: train the model, write model.skops and card.j
 level1-handoff: $(STAMP) ## Level 1: copy the trained model to where the service reads it
 	$(PY) -m level1_devops.handoff
 
+.PHONY: level1-undo
+level1-undo: $(STAMP) ## Level 1: put the previously handed-off model back (swaps it with the current one)
+	$(PY) -m level1_devops.handoff --undo
+
 .PHONY: level1-serve
 level1-serve: $(STAMP) ## Level 1: serve the handed-off model at 127.0.0.1:8001
 	$(PY) -m level1_devops.serve

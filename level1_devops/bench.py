@@ -59,7 +59,7 @@ def in_process_load(pipeline, row: pd.DataFrame, concurrency: int, seconds: floa
 
 def export_to_mlflow(pipeline, directory: Path, seed: int) -> Path:
     """The same fitted pipeline in MLflow's format, answering probabilities like level 1."""
-    train_rows, _, _ = load_split(seed)
+    train_rows, _ = load_split(seed)
     features, _ = features_and_target(train_rows)
     path = directory / "mlflow-model"
     shutil.rmtree(path, ignore_errors=True)  # save_model refuses an existing folder

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from shared.contract import FEATURES, TARGET
-from shared.data import data_checksum, load_penguins, split_train_test
+from shared.data import load_penguins, split_train_test
 
 
 def features_and_target(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
@@ -11,8 +11,6 @@ def features_and_target(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     return frame[list(FEATURES)], frame[TARGET]
 
 
-def load_split(seed: int) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """Train and test frames, and the checksum of the full data they come from."""
-    penguins = load_penguins()
-    train, test = split_train_test(penguins, seed=seed)
-    return train, test, data_checksum(penguins)
+def load_split(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The shared split: train and test frames."""
+    return split_train_test(load_penguins(), seed=seed)

@@ -38,7 +38,7 @@ def main() -> None:
         pipeline, card = load_artifact(args.model_dir)
     except ModelLoadError as error:
         sys.exit(f"level 1 evaluate: {error}")
-    _, test, _ = load_split(card.parameters["seed"])
+    _, test = load_split(card.parameters["seed"])
     print(json.dumps({"version": card.version, **evaluate(pipeline, test)}, indent=2))
 
 

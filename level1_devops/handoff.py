@@ -2,42 +2,81 @@
 person runs (`make level1-handoff`); nothing decides whether the new model is better.
 
     python -m level1_devops.handoff [--from DIR] [--to DIR]
+    python -m level1_devops.handoff --undo [--to DIR]
 
-The pair is checked before it is copied, and each file lands with an atomic rename, so a
-service starting meanwhile finds the old pair, the new pair, or a mismatch it refuses.
+The pair is checked before it is copied (SHA-256 and fingerprint against its card), and each
+file lands with an atomic rename, so a service starting meanwhile finds the old pair, the new
+pair, or a mismatch it refuses. The pair it replaces is kept in `previous/` of the serving
+folder, so a bad hand-off can be undone: `--undo` swaps the two pairs back.
 """
 
 import argparse
 import os
-import shutil
 import sys
 from pathlib import Path
 
 from level1_devops.model import CARD_FILE, MODEL_FILE, ModelCard, ModelLoadError, load_artifact
 from level1_devops.settings import Settings
 
+PREVIOUS_DIR = "previous"
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """A reader of `path` sees the old bytes or the new ones, never half of them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.incoming")
+    scratch.write_bytes(data)
+    os.replace(scratch, path)
+
 
 def hand_off(source: Path, destination: Path) -> ModelCard:
+    """Serve the pair in `source` from `destination`, keeping the replaced pair in `previous/`."""
     _, card = load_artifact(source)  # refuse to hand over a pair that would not load
-    destination.mkdir(parents=True, exist_ok=True)
-    for name in (MODEL_FILE, CARD_FILE):
-        scratch = destination / f".{name}.incoming"
-        shutil.copyfile(source / name, scratch)
-        os.replace(scratch, destination / name)
+    # Read before writing anything: with --undo, `source` is the previous/ folder rewritten below.
+    incoming = {name: (source / name).read_bytes() for name in (MODEL_FILE, CARD_FILE)}
+    served = {name: destination / name for name in incoming}
+    # The same pair handed off twice must not push the real previous pair out.
+    if all(p.is_file() for p in served.values()) and (
+        served[MODEL_FILE].read_bytes() != incoming[MODEL_FILE]
+    ):
+        for name, path in served.items():
+            write_atomically(destination / PREVIOUS_DIR / name, path.read_bytes())
+    for name, data in incoming.items():
+        write_atomically(served[name], data)
     return card
+
+
+def undo(destination: Path) -> ModelCard:
+    """Serve the previous pair again; the pair it replaces becomes the previous one."""
+    previous = destination / PREVIOUS_DIR
+    if not (previous / MODEL_FILE).is_file():
+        raise ModelLoadError(
+            f"nothing to undo: no previous pair in {previous} (one is kept from the second "
+            "hand-off on)"
+        )
+    return hand_off(previous, destination)
 
 
 def main() -> None:
     settings = Settings()
     parser = argparse.ArgumentParser(description="Copy the trained model to the serving folder.")
-    parser.add_argument("--from", dest="source", type=Path, default=settings.artifacts_dir)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--from", dest="source", type=Path, default=settings.artifacts_dir)
+    source.add_argument(
+        "--undo", action="store_true", help="serve the previous pair again (run twice to redo)"
+    )
     parser.add_argument("--to", dest="destination", type=Path, default=settings.serving_dir)
     args = parser.parse_args()
     try:
-        card = hand_off(args.source, args.destination)
+        card = undo(args.destination) if args.undo else hand_off(args.source, args.destination)
     except ModelLoadError as error:
         sys.exit(f"level 1 hand-off: {error}")
     print(f"level 1 hand-off: model {card.version} copied to {args.destination}")
+    if (args.destination / PREVIOUS_DIR).is_dir():
+        print(
+            f"level 1 hand-off: the previous pair is kept in {args.destination / PREVIOUS_DIR}; "
+            "`python -m level1_devops.handoff --undo` serves it again"
+        )
     print("level 1 hand-off: restart the service (`make level1-serve`) to serve it")
 
 

@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from level1_devops.predict import Predictor
 from shared.contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
 # skops trusts scikit-learn's own estimators by default; these are the remaining types this
@@ -77,7 +78,9 @@ class ModelCard(BaseModel):
     fingerprint: str = Field(description="SHA-256 of the fitted numbers: same value, same model.")
     trained_at: datetime
     git_commit: str
-    data_checksum: str
+    data_checksum: str = Field(
+        description="SHA-256 of the rows trained on: the training split plus any new batch."
+    )
     parameters: dict[str, Any]
     metrics: dict[str, Any]
     library_versions: dict[str, str]
@@ -101,7 +104,12 @@ def write_artifact(pipeline: Pipeline, directory: Path, **card_fields: Any) -> M
 
 
 def load_artifact(directory: Path) -> tuple[Pipeline, ModelCard]:
-    """Load the model and its card, refusing a missing, corrupt or mismatched pair."""
+    """Load the model and its card, refusing a missing, corrupt or mismatched pair.
+
+    Mismatched means either check fails: the file's SHA-256 against the card (the bytes), and
+    the fingerprint of its fitted numbers against the card (the model). The service, the
+    hand-off and `evaluate` all load through here, so they all refuse the same pairs.
+    """
     model_path, card_path = directory / MODEL_FILE, directory / CARD_FILE
     for path, what in ((model_path, "model"), (card_path, "model card")):
         if not path.is_file():
@@ -124,4 +132,13 @@ def load_artifact(directory: Path) -> tuple[Pipeline, ModelCard]:
         raise ModelLoadError(
             f"model {model_path} could not be loaded ({type(error).__name__}: {error})"
         ) from None
+    try:
+        fingerprint = Predictor.from_pipeline(pipeline).fingerprint()
+    except ValueError as error:
+        raise ModelLoadError(f"model {model_path} cannot be served: {error}") from None
+    if fingerprint != card.fingerprint:
+        raise ModelLoadError(
+            f"model {model_path} is not the model its card {card_path} describes: its fitted "
+            f"numbers' fingerprint is {fingerprint}, the card says {card.fingerprint}"
+        )
     return pipeline, card

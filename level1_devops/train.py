@@ -21,7 +21,7 @@ from level1_devops.evaluate import evaluate
 from level1_devops.model import ModelCard, build_pipeline, write_artifact
 from level1_devops.predict import Predictor
 from level1_devops.settings import Settings
-from shared.data import TEST_SIZE
+from shared.data import TEST_SIZE, data_checksum
 
 
 def git_commit() -> str:
@@ -42,7 +42,7 @@ def git_commit() -> str:
 def train(output_dir: Path, seed: int, new_batch: Path | None = None) -> ModelCard:
     """Fit the recipe on the training split (plus `new_batch`, unchecked: level 1 has no data
     validation), evaluate on the test split, write model + card."""
-    train_rows, test_rows, checksum = load_split(seed)
+    train_rows, test_rows = load_split(seed)
     if new_batch is not None:
         train_rows = pd.concat([train_rows, pd.read_csv(new_batch)], ignore_index=True)
     pipeline = build_pipeline(seed).fit(*features_and_target(train_rows))
@@ -55,7 +55,7 @@ def train(output_dir: Path, seed: int, new_batch: Path | None = None) -> ModelCa
         fingerprint=Predictor.from_pipeline(pipeline).fingerprint(),
         trained_at=datetime.now(UTC),
         git_commit=git_commit(),
-        data_checksum=checksum,
+        data_checksum=data_checksum(train_rows),  # exactly the rows fitted on, batch included
         parameters={
             "seed": seed,
             "test_size": TEST_SIZE,

@@ -183,16 +183,15 @@ async def validation_error_handler(_: Request, error: RequestValidationError) ->
     return JSONResponse(ErrorPublic(detail=detail, errors=errors).model_dump(), status_code=422)
 
 
-# FastAPI's own words for a body it cannot decode (e.g. bytes that are not UTF-8).
-UNREADABLE_BODY = "There was an error parsing the body"
-
-
 async def http_error_handler(_: Request, error: StarletteHTTPException) -> JSONResponse:
     """Every error in the project's shape (`detail` naming the field first, and `errors`)."""
     detail, errors = str(error.detail), []
-    if error.status_code == 400 and detail == UNREADABLE_BODY:
-        message = "could not be read as JSON: it must be UTF-8 encoded JSON text"
-        detail, errors = f"body: {message}", [{"field": "body", "message": message, "type": "body"}]
+    # FastAPI answers a body that is not UTF-8, or nested too deeply for Python's JSON parser,
+    # with a 400 "There was an error parsing the body" raised from the decoding error.
+    if error.status_code == 400 and error.__cause__ is not None:
+        message = f"cannot be read as UTF-8 JSON ({error.__cause__})"
+        detail = f"body: {message}"
+        errors = [{"field": "body", "message": message, "type": "json_invalid"}]
     return JSONResponse(
         ErrorPublic(detail=detail, errors=errors).model_dump(),
         status_code=error.status_code,

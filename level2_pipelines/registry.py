@@ -25,6 +25,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from level2_pipelines.deploy import follow_in_service
+from level2_pipelines.model import ModelLoadError, load_version
 from level2_pipelines.settings import Settings
 from level2_pipelines.tracking import connect
 
@@ -136,13 +137,18 @@ def promote(
 
 
 def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
-    """Move `champion` back to the version it replaced; return (from, to)."""
+    """Move `champion` back to the version it replaced, once that version is shown to load
+    safely (a rollback must not put a model that cannot be served in service); (from, to)."""
     current = version_by_alias(client, name, CHAMPION)
     if current is None:
         raise RegistryError(f"{name} has no champion to roll back")
     version, previous = str(current.version), current.tags.get("previous_champion")
     if previous is None:
         raise RegistryError(f"{name} v{version} replaced no earlier champion")
+    try:
+        load_version(client, name, previous)
+    except ModelLoadError as error:
+        raise RegistryError(f"cannot roll back to v{previous}: {error}") from None
     client.set_model_version_tag(name, version, "rolled_back_at", _now())
     client.set_registered_model_alias(name, CHAMPION, previous)
     return version, previous

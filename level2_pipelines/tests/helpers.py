@@ -9,9 +9,23 @@ from mlflow import MlflowClient
 from level2_pipelines import registry
 from level2_pipelines.data import held_out_rows, reference_and_new_rows
 from level2_pipelines.evaluate import evaluate
+from level2_pipelines.model import Lineage
 from level2_pipelines.settings import Settings
 from level2_pipelines.train import Candidate, fit, log_training, training_rows
 from shared.data import data_checksum
+
+# The lineage of a made-up registry version, for a service that serves one fixed model.
+LINEAGE = Lineage(
+    name="penguins-species",
+    version="7",
+    run_id="0123abcd",
+    git_commit="f" * 40,
+    data_checksum="d" * 64,
+    batch_id="20261126T000000-deadbeef",
+    flow_run_id="flow-run",
+    trained_at="2026-11-26T00:00:00+00:00",
+    metrics={"macro_f1": 1.0},
+)
 
 
 def training_split(settings: Settings) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from level1_devops.api import create_app
 from level1_devops.model import MODEL_FILE, ModelLoadError
-from level1_devops.schemas import MAX_BATCH_SIZE
+from level1_devops.schemas import MAX_BATCH_SIZE, ErrorPublic
 from level1_devops.settings import Settings
 from shared.contract import CLASSES, EXAMPLE_PAYLOAD, INVALID_EXAMPLES, VALID_EXAMPLES
 
@@ -54,6 +54,22 @@ def test_predict_invalid_example_is_4xx_naming_the_field(client, example):
 
     assert 400 <= response.status_code < 500
     assert response.json()["detail"].startswith(f"{example.field}:")
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+@pytest.mark.parametrize(
+    "body",
+    [b"\xff", b'{"island": "Dream\xff"}', b"[" * 100_000],
+    ids=["not-utf8", "not-utf8-inside", "nested-too-deep"],
+)
+def test_predict_undecodable_body_is_400_naming_body(client, path, body):
+    """A body that cannot be decoded as JSON text is a 400 in the project's shape, naming `body`."""
+    response = client.post(path, content=body, headers=JSON)
+
+    error = ErrorPublic.model_validate(response.json())
+    assert response.status_code == 400
+    assert error.detail.startswith("body: ")
+    assert [e.field for e in error.errors] == ["body"]
 
 
 def test_predict_batch_answers_in_order(client):
@@ -135,6 +151,29 @@ def test_openapi_docs_carry_the_examples(client):
     assert examples["adelie"]["value"] == VALID_EXAMPLES["adelie"]
     assert batch["maxItems"] == MAX_BATCH_SIZE
     assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "statuses"),
+    [
+        ("post", "/predict", {"400", "413", "422"}),
+        ("post", "/predict/batch", {"400", "413", "422"}),
+        ("get", "/health", {"413"}),
+        ("get", "/ready", {"413", "503"}),
+        ("get", "/model", {"413"}),
+    ],
+)
+def test_openapi_documents_every_error_status(client, method, path, statuses):
+    """Every error status an endpoint can answer is in its OpenAPI responses, as ErrorPublic."""
+    operation = client.get("/openapi.json").json()["paths"][path][method]
+
+    documented = {
+        status: response["content"]["application/json"]["schema"]["$ref"]
+        for status, response in operation["responses"].items()
+        if status in statuses
+    }
+
+    assert documented == dict.fromkeys(statuses, "#/components/schemas/ErrorPublic")
 
 
 def test_app_refuses_to_start_without_a_model(tmp_path):

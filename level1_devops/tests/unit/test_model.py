@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import skops.io as sio
+from sklearn.naive_bayes import GaussianNB
 
 from level1_devops.model import (
     CARD_FILE,
@@ -18,8 +19,9 @@ from level1_devops.model import (
     load_model,
     save_model,
     sha256_file,
+    write_artifact,
 )
-from shared.contract import EXAMPLE_PAYLOAD, FEATURES
+from shared.contract import EXAMPLE_PAYLOAD, FEATURES, TARGET
 
 
 @pytest.fixture
@@ -112,3 +114,25 @@ def test_load_artifact_refuses_an_invalid_card(model_copy):
 
     with pytest.raises(ModelLoadError, match="is not a valid card"):
         load_artifact(model_copy)
+
+
+def test_load_artifact_refuses_a_card_with_another_fingerprint(model_copy, card):
+    """A card with the file's SHA-256 but another model's fingerprint is refused, naming both."""
+    fields = json.loads((model_copy / CARD_FILE).read_text())
+    (model_copy / CARD_FILE).write_text(json.dumps({**fields, "fingerprint": "0" * 64}))
+
+    with pytest.raises(ModelLoadError, match=f"fingerprint is {card.fingerprint}, the card says 0"):
+        load_artifact(model_copy)
+
+
+def test_load_artifact_refuses_a_pipeline_that_is_not_the_recipe(card, tmp_path, test_rows):
+    """A loadable model of another recipe is refused with one line naming the path."""
+    other = build_pipeline(seed=0)
+    other.steps[-1] = ("classifier", GaussianNB())
+    other.fit(test_rows[list(FEATURES)], test_rows[TARGET])
+    write_artifact(
+        other, tmp_path, **card.model_dump(exclude={"name", "version", "artifact_sha256"})
+    )
+
+    with pytest.raises(ModelLoadError, match=f"{MODEL_FILE} cannot be served: not the recipe"):
+        load_artifact(tmp_path)

@@ -1,11 +1,9 @@
-"""Training is reproducible and leaves a card that describes the model; hand-off checks it."""
+"""Training is reproducible and leaves a card that describes the model and its data."""
 
 import re
 
-import pytest
-
-from level1_devops.handoff import hand_off
-from level1_devops.model import CARD_FILE, MODEL_FILE, ModelLoadError, load_artifact, sha256_file
+from level1_devops.data import load_split
+from level1_devops.model import MODEL_FILE, sha256_file
 from level1_devops.predict import Predictor
 from level1_devops.train import train
 from shared.data import data_checksum, load_penguins
@@ -13,10 +11,36 @@ from shared.simulate import Corruption, simulate_batch
 
 
 def test_card_describes_the_artifact(model_dir, card):
-    """The card's version and hash are the artifact's, and its data checksum the data's."""
+    """The card's version and hash are the artifact's."""
     assert card.artifact_sha256 == sha256_file(model_dir / MODEL_FILE)
     assert card.version == card.artifact_sha256[:12]
-    assert card.data_checksum == data_checksum(load_penguins())
+
+
+def test_card_data_checksum_is_the_training_rows(card):
+    """The card's data checksum is the checksum of exactly the rows trained on."""
+    train_rows = load_split(42)[0]
+
+    assert card.data_checksum == data_checksum(train_rows)
+
+
+def test_card_data_checksum_ignores_the_test_rows(card, tmp_path, monkeypatch):
+    """Changing only held-out rows leaves the data checksum as it was: they are not trained on."""
+    penguins = load_penguins()
+    penguins.loc[load_split(42)[1].index, "body_mass_g"] += 1.0
+    monkeypatch.setattr("level1_devops.data.load_penguins", lambda: penguins)
+
+    again = train(tmp_path, seed=42)
+
+    assert again.data_checksum == card.data_checksum
+
+
+def test_card_data_checksum_changes_with_a_new_batch(card, tmp_path):
+    """Two models trained on different rows (with and without a new batch) carry other checksums."""
+    simulate_batch(50, seed=1).to_csv(tmp_path / "batch.csv", index=False)
+
+    with_batch = train(tmp_path / "model", seed=42, new_batch=tmp_path / "batch.csv")
+
+    assert with_batch.data_checksum != card.data_checksum
 
 
 def test_card_records_provenance_and_metrics(card):
@@ -39,29 +63,6 @@ def test_train_twice_gives_the_same_model(card, tmp_path):
 def test_card_fingerprint_is_the_models(pipeline, card):
     """The fingerprint on the card is the one computed from the fitted model."""
     assert Predictor.from_pipeline(pipeline).fingerprint() == card.fingerprint
-
-
-def test_hand_off_copies_the_pair(model_dir, card, tmp_path):
-    """The hand-off puts both files in the serving folder, loadable and unchanged."""
-    hand_off(model_dir, tmp_path / "serving")
-
-    _, served_card = load_artifact(tmp_path / "serving")
-
-    assert served_card == card
-
-
-def test_hand_off_refuses_a_bad_pair_and_keeps_the_served_one(model_dir, card, tmp_path):
-    """A mismatched pair is not handed off; the model already in service stays."""
-    hand_off(model_dir, tmp_path / "serving")
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    (broken / MODEL_FILE).write_bytes(b"junk")
-    (broken / CARD_FILE).write_text((model_dir / CARD_FILE).read_text())
-
-    with pytest.raises(ModelLoadError, match="does not match its card"):
-        hand_off(broken, tmp_path / "serving")
-
-    assert load_artifact(tmp_path / "serving")[1] == card
 
 
 def test_train_with_a_new_batch_trains_on_it_unchecked(tmp_path):

@@ -9,33 +9,9 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from level2_pipelines.api import ServedModel, create_app
-from level2_pipelines.data import features_and_target, reference_and_new_rows
-from level2_pipelines.model import Lineage, build_pipeline
-from level2_pipelines.predict import Predictor
 from level2_pipelines.settings import Settings
+from level2_pipelines.tests.helpers import LINEAGE
 from shared.contract import EXAMPLE_PAYLOAD, INVALID_EXAMPLES
-
-LINEAGE = Lineage(
-    name="penguins-species",
-    version="7",
-    run_id="0123abcd",
-    git_commit="f" * 40,
-    data_checksum="d" * 64,
-    batch_id="20261126T000000-deadbeef",
-    flow_run_id="flow-run",
-    trained_at="2026-11-26T00:00:00+00:00",
-    metrics={"macro_f1": 1.0},
-)
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    reference, _ = reference_and_new_rows(42)
-    pipeline = build_pipeline(42).fit(*features_and_target(reference))
-    model = ServedModel(lineage=LINEAGE, predictor=Predictor.from_pipeline(pipeline))
-    settings = Settings(state_dir=tmp_path_factory.mktemp("api"), admin_token="s3cret")
-    with TestClient(create_app(settings, model)) as test_client:
-        yield test_client
 
 
 def test_predict_answers_with_the_registry_version(client):
@@ -103,7 +79,7 @@ def test_placeholder_token_is_refused_in_any_setting(token):
 
 def test_reachable_host_without_a_token_is_refused():
     """Binding an address other machines reach needs a token of one's own."""
-    with pytest.raises(ValidationError, match="LEVEL2_HOST=0.0.0.0 is reachable"):
+    with pytest.raises(ValidationError, match=r"LEVEL2_HOST=0\.0\.0\.0 is reachable"):
         Settings(host="0.0.0.0")
 
 

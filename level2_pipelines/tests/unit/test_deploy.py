@@ -11,7 +11,7 @@ from level2_pipelines.api import ServedModel, create_app
 from level2_pipelines.deploy import follow_in_service
 from level2_pipelines.predict import Predictor
 from level2_pipelines.settings import Settings
-from level2_pipelines.tests.unit.test_api import LINEAGE
+from level2_pipelines.tests.helpers import LINEAGE
 from shared.servers import free_port
 
 

@@ -77,6 +77,18 @@ def test_repeated_rollbacks_walk_the_real_history(settings, candidate):
         registry.rollback(client, settings.model_name)
 
 
+def test_rollback_refuses_a_version_that_cannot_be_served(settings, candidate):
+    """Rolling back onto a version whose file no longer matches is refused; champion stays."""
+    client = MlflowClient()
+    first, second = promoted(settings, candidate), promoted(settings, candidate)
+    client.set_model_version_tag(settings.model_name, first, "artifact_sha256", "0" * 64)
+
+    with pytest.raises(registry.RegistryError, match=f"cannot roll back to v{first}: .*SHA-256"):
+        registry.rollback(client, settings.model_name)
+
+    assert champion(settings) == second
+
+
 def test_version_by_alias_is_none_only_when_there_is_none(settings, candidate):
     """No model, or a model without the alias: None (not an error)."""
     client = MlflowClient()
