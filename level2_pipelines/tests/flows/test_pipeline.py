@@ -2,7 +2,10 @@
 registered model: what gets promoted, what gets stopped, and what is kept for inspection."""
 
 import threading
+from pathlib import Path
+from urllib.parse import urlparse
 
+import mlflow
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -189,10 +192,12 @@ def test_two_runs_started_together_decide_one_after_the_other(settings):
 
 
 def test_champion_that_cannot_be_loaded_does_not_block_a_good_candidate(settings):
-    """With a champion whose file no longer matches, a good batch is judged against the
-    champion's recorded metrics and promoted, replacing it."""
+    """With a champion whose file was damaged in the artifact store, a good batch is judged
+    against the champion's recorded metrics and promoted, replacing it."""
     broken = training_pipeline().version
-    MlflowClient().set_model_version_tag(settings.model_name, broken, "artifact_sha256", "0" * 64)
+    source = MlflowClient().get_model_version(settings.model_name, broken).source
+    stored = mlflow.get_logged_model(source.removeprefix("models:/")).artifact_location
+    (Path(urlparse(stored).path) / "model.skops").write_bytes(b"not a model any more")
 
     outcome = training_pipeline(simulate_rows=200)
 
