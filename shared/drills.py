@@ -16,6 +16,7 @@ from shared.contract import INVALID_EXAMPLES
 from shared.lab import Lab
 from shared.paths import state_dir
 from shared.scorecard import (
+    BAD_REQUESTS,
     LEVELS,
     Scorecard,
     failed_step,
@@ -77,7 +78,7 @@ DRILLS = {
 VERDICT_ROWS = {
     "bad-data": "a corrupted training batch",
     "regression": "a worse model",
-    "bad-request": "bad requests (11 invalid payloads)",
+    "bad-request": BAD_REQUESTS,
     "rollback": "rollback",
 }
 

@@ -16,12 +16,15 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 
 from shared.contract import FEATURES
 from shared.data import load_penguins, split_train_test
 from shared.servers import free_port, running_server
 
 MODEL_NAME = "penguins-species"
+EXPERIMENT = "penguins-level2"
 
 
 @dataclass
@@ -73,8 +76,14 @@ class Lab:
         self.run(*args, *(["--new-batch", str(new_batch)] if new_batch else []))
         return json.loads((out / "card.json").read_text())
 
-    def hand_off_level1(self) -> None:
-        self.run("level1_devops.handoff")
+    def hand_off_level1(self, source: Path | None = None, destination: Path | None = None) -> None:
+        """`make level1-handoff`, or the same step between two other folders."""
+        args = ["level1_devops.handoff"]
+        if source:
+            args += ["--from", str(source)]
+        if destination:
+            args += ["--to", str(destination)]
+        self.run(*args)
 
     def level1_cards(self) -> list[dict]:
         """The cards level 1 keeps where it keeps them: the artifacts and serving folders."""
@@ -85,17 +94,42 @@ class Lab:
     def run_level2(self, *args: str, extra_env: dict[str, str] | None = None):
         return self.run("level2_pipelines.run", *args, extra_env=extra_env, check=False)
 
+    @property
+    def level2_store(self) -> Path:
+        return self.root / "level2" / "mlflow.db"
+
     def registry(self) -> MlflowClient:
-        uri = f"sqlite:///{self.root / 'level2' / 'mlflow.db'}"
+        uri = f"sqlite:///{self.level2_store}"
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         return MlflowClient()
 
+    def versions(self) -> dict[str, ModelVersion]:
+        """Every registry version of the model, by version number, with its tags."""
+        if not self.level2_store.exists():  # before level 2's first run; reading would create it
+            return {}
+        found = self.registry().search_model_versions(f"name = '{MODEL_NAME}'")
+        return {str(v.version): v for v in found}
+
     def champion(self) -> str | None:
-        try:
-            return str(self.registry().get_model_version_by_alias(MODEL_NAME, "champion").version)
-        except Exception:  # no model or no alias yet
+        """The version `champion` points at; None while there is none. A store that cannot be
+        read raises, so that a broken store never reads as "the champion stayed"."""
+        if not self.level2_store.exists():
             return None
+        try:
+            model = self.registry().get_registered_model(MODEL_NAME)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            return None
+        version = model.aliases.get("champion")
+        return None if version is None else str(version)
+
+    def tracked_runs(self) -> int:
+        """How many MLflow runs level 2's experiment holds."""
+        client = self.registry()
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        return 0 if experiment is None else len(client.search_runs([experiment.experiment_id]))
 
     @contextmanager
     def services(self) -> Iterator[dict[str, str]]:

@@ -5,8 +5,9 @@
 Each level is trained and served as its own README says, in a lab folder of its own
 (state/scorecard/), then probed: same model, reproducibility, bad requests, endpoints, what the
 service knows, the record of training, a corrupted batch, a worse model, new data, rollback,
-tests, latency. Every cell is an observation from this run. The table is printed, and written
-as Markdown and as an HTML report with a chart under state/scorecard/.
+tests, latency. Every cell is an observation from this run, or says "not measured" and why.
+Every wait has a deadline and every request a timeout. The table is printed, and written as
+Markdown and as an HTML report with a chart under state/scorecard/.
 """
 
 import argparse
@@ -21,17 +22,19 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import httpx
-import mlflow.sklearn
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from mlflow.exceptions import MlflowException
 
 from shared.contract import EXAMPLE_PAYLOAD, INVALID_EXAMPLES
-from shared.lab import MODEL_NAME, Lab, held_out_rows
+from shared.lab import Lab, held_out_rows
 from shared.loadgen import run_load
 from shared.paths import state_dir
 from shared.simulate import Corruption, simulate_batch
@@ -39,6 +42,12 @@ from shared.simulate import Corruption, simulate_batch
 LEVELS = ("level 0", "level 1", "level 2")
 JSON = {"content-type": "application/json"}
 LOAD_SECONDS = 3.0
+HTTP_TIMEOUT_S = 10.0
+# Level 2's service polls the registry every 0.5 s in the lab and deploy asks it to reload at
+# once; 30 s is far beyond both, so a model not served by then is not coming.
+SERVE_WAIT_S = 30.0
+POLL_S = 0.2
+BAD_REQUESTS = f"bad requests ({len(INVALID_EXAMPLES)} invalid payloads)"
 
 
 @dataclass
@@ -51,6 +60,30 @@ class Cell:
 
 
 Row = tuple[str, dict[str, Cell]]
+
+
+def not_measured(reason: str) -> Cell:
+    return Cell(None, f"not measured: {reason}")
+
+
+def last_words(output: str, limit: int = 100) -> str:
+    """What a failed command said last: its exception line if it raised, else its last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    raised = [line for line in lines if re.match(r"[\w.]*(Error|Exception)\b", line)]
+    line = (raised or lines or ["no output"])[-1]
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def attempt(step: Callable[[], Any]) -> tuple[Any, str]:
+    """Run one of a level's commands: (its result, "") or (None, what it said as it failed)."""
+    try:
+        return step(), ""
+    except subprocess.CalledProcessError as error:
+        return None, last_words(error.stderr or error.stdout or "")
+
+
+def shown(version: str | None) -> str:
+    return f"v{version}" if version else "nothing"
 
 
 # ---------------------------------------------------------------- probes against services
@@ -67,18 +100,32 @@ def probe_bad_requests(post: Callable[[str, bytes], int]) -> Cell:
 
 
 def probe_endpoints(get: Callable[[str], int]) -> Cell:
-    present = [p for p in ("/health", "/ready", "/model") if get(p) == 200]
-    return Cell(len(present) == 3, " ".join(present) if present else "none (404)")
+    statuses = {p: get(p) for p in ("/health", "/ready", "/model")}
+    present = [p for p, status in statuses.items() if status == 200]
+    if not present:
+        return Cell(False, f"none ({', '.join(sorted({str(s) for s in statuses.values()}))})")
+    return Cell(len(present) == len(statuses), " ".join(present))
+
+
+# What a /model answer can say about where the model came from, and how the cell names it.
+PROVENANCE = {
+    "run_id": "run",
+    "git_commit": "commit",
+    "data_checksum": "data checksum",
+    "batch_id": "batch",
+    "metrics": "metrics",
+}
 
 
 def probe_knowledge(get_json: Callable[[str], tuple[int, dict]]) -> Cell:
     status, body = get_json("/model")
     if status != 200:
         return Cell(False, f"nothing (GET /model: {status})")
+    said = ", ".join(label for key, label in PROVENANCE.items() if body.get(key))
     if {"run_id", "batch_id", "data_checksum"} <= set(body):
-        return Cell(True, f"full lineage: v{body['version']}, run, commit, data, batch")
+        return Cell(True, f"full lineage: v{body.get('version')}, {said}")
     if {"version", "data_checksum"} <= set(body):
-        return Cell(None, f"a card: version {body['version']}, data checksum, metrics")
+        return Cell(None, f"a card: version {body['version']}, {said}")
     return Cell(False, "something, without provenance")
 
 
@@ -100,13 +147,15 @@ def probe_latency(port: int) -> tuple[Cell, dict[str, float]]:
 
 def service_probes(url: str) -> dict[str, Callable]:
     def post(path: str, body: bytes) -> int:
-        return httpx.post(url + path, content=body, headers=JSON, timeout=10).status_code
+        return httpx.post(
+            url + path, content=body, headers=JSON, timeout=HTTP_TIMEOUT_S
+        ).status_code
 
     def get(path: str) -> int:
-        return httpx.get(url + path, timeout=10).status_code
+        return httpx.get(url + path, timeout=HTTP_TIMEOUT_S).status_code
 
     def get_json(path: str) -> tuple[int, dict]:
-        response = httpx.get(url + path, timeout=10)
+        response = httpx.get(url + path, timeout=HTTP_TIMEOUT_S)
         try:
             return response.status_code, response.json()
         except ValueError:
@@ -118,9 +167,88 @@ def service_probes(url: str) -> dict[str, Callable]:
 def served_probabilities(url: str, rows: pd.DataFrame) -> np.ndarray:
     out = []
     for payload in rows.to_dict("records"):
-        answer = httpx.post(f"{url}/predict", json=payload, timeout=10).json()["probabilities"]
+        response = httpx.post(f"{url}/predict", json=payload, timeout=HTTP_TIMEOUT_S)
+        answer = response.json()["probabilities"]
         out.append([answer[c] for c in sorted(answer)])
     return np.array(out)
+
+
+# ------------------------------------------------------------------- level 2's pipeline runs
+
+
+@dataclass
+class Level2Run:
+    """One run of the level 2 pipeline, and what it changed in the registry."""
+
+    result: subprocess.CompletedProcess | None = None
+    champion_before: str | None = None
+    champion_after: str | None = None
+    registered: list = field(default_factory=list)  # the versions this run registered
+    store_error: str = ""  # the registry could not be read, so nothing above is known
+
+    @property
+    def failure(self) -> str:
+        return last_words(self.result.stderr or self.result.stdout)
+
+    @property
+    def said(self) -> str:
+        """The run's last line: what it did when it registered nothing."""
+        return last_words(self.result.stdout)
+
+    @property
+    def version(self) -> str:
+        return str(self.registered[-1].version)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return self.registered[-1].tags
+
+    @property
+    def first_reason(self) -> str:
+        return self.tags.get("gate_reasons", "?").split("; ")[0]
+
+
+def corrupted_batch_cell(run: Level2Run) -> Cell:
+    """✓ only on validation's own evidence: the run stopped naming the failed expectations, the
+    batch is in quarantine with them, and nothing was registered or promoted."""
+    if run.store_error:
+        return not_measured(f"the registry could not be read ({run.store_error})")
+    if run.registered:
+        return Cell(False, f"NOT blocked: v{run.version} registered from it")
+    if run.result.returncode == 0:
+        return not_measured(f"the run neither refused nor registered it ({run.said})")
+    refused = re.search(
+        r"failed (\d+) of (\d+) expectations and was quarantined in (.+):$",
+        run.result.stderr,
+        re.MULTILINE,
+    )
+    if refused is None:
+        return not_measured(f"the run failed without a validation verdict ({run.failure})")
+    if not Path(refused[3], "failed_expectations.txt").is_file():
+        return not_measured(f"validation refused it, but nothing is in quarantine at {refused[3]}")
+    if run.champion_after != run.champion_before:
+        return Cell(False, f"refused, yet the champion moved to {shown(run.champion_after)}")
+    return Cell(
+        True, f"blocked: {refused[1]} of {refused[2]} expectations failed, batch quarantined"
+    )
+
+
+def worse_model_cell(run: Level2Run) -> Cell:
+    """✓ only when this run registered a version the gate rejected and the champion stayed."""
+    if run.store_error:
+        return not_measured(f"the registry could not be read ({run.store_error})")
+    if run.result.returncode != 0:
+        return not_measured(f"the run failed ({run.failure})")
+    if not run.registered:
+        return not_measured(f"the run registered nothing ({run.said})")
+    if run.champion_after == run.version:
+        return Cell(False, f"PROMOTED: v{run.version} is the champion")
+    if run.tags.get("gate") == "rejected" and run.champion_after == run.champion_before:
+        return Cell(True, f"blocked by the gate: {run.first_reason}")
+    return not_measured(
+        f"v{run.version} registered with gate={run.tags.get('gate')}, "
+        f"champion {shown(run.champion_after)}"
+    )
 
 
 # ------------------------------------------------------------------------ the scorecard
@@ -131,38 +259,85 @@ class Scorecard:
         self.lab, self.say = lab, progress
         self.rows: list[Row] = []
         self.latency: dict[str, dict[str, float]] = {}
+        self.serve_wait_s = SERVE_WAIT_S
 
     def add(self, capability: str, cells: dict[str, Cell]) -> None:
         self.rows.append((capability, cells))
         self.say(f"   {capability}: " + " | ".join(f"{lv} {c}" for lv, c in cells.items()))
 
+    # --- reading level 2 ---
+
+    def run_level2(self, *args: str) -> Level2Run:
+        """Run the pipeline, reading the registry before and after. The versions this run
+        registered are the new ones whose MLflow run is the one the pipeline printed."""
+        try:
+            before, champion_before = self.lab.versions(), self.lab.champion()
+            result = self.lab.run_level2(*args)
+            printed = re.search(r"MLflow run (\w+)", result.stdout)
+            after = self.lab.versions()
+            registered = [
+                after[v]
+                for v in sorted(set(after) - set(before), key=int)
+                if printed and after[v].run_id == printed[1]
+            ]
+            return Level2Run(result, champion_before, self.lab.champion(), registered)
+        except (MlflowException, OSError) as error:
+            return Level2Run(store_error=last_words(str(error)))
+
+    def served_version(self, url: str) -> str | None:
+        """The version level 2's service says it serves; None while it says none."""
+        try:
+            return httpx.get(f"{url}/ready", timeout=HTTP_TIMEOUT_S).json().get("model_version")
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    def wait_until_served(self, url: str, version: str) -> tuple[bool, str | None]:
+        """Poll until the service serves `version` or `serve_wait_s` pass: (served, last seen)."""
+        deadline = time.monotonic() + self.serve_wait_s
+        while True:
+            seen = self.served_version(url)
+            if seen == version or time.monotonic() >= deadline:
+                return seen == version, seen
+            time.sleep(POLL_S)
+
+    def not_served(self, version: str, seen: str | None, before: str | None) -> Cell:
+        now = f"still {shown(seen)}" if seen == before else f"serving {shown(seen)}"
+        return Cell(False, f"v{version} not served within {self.serve_wait_s:g} s ({now})")
+
+    # --- the probes ---
+
     def train_everything(self) -> None:
         lab = self.lab
-        self.say("training level 0 twice (the notebook, headless)")
-        lab.train_level0("level0-first")
-        lab.train_level0()
+        self.say("training level 0 twice into its folder (the notebook, headless)")
+        self.level0_pickles = []
+        for _ in range(2):
+            lab.train_level0()
+            self.level0_pickles.append((lab.root / "level0" / "model.pkl").read_bytes())
         self.say("training level 1 twice, then the hand-off")
         self.first_card = lab.train_level1()
         self.card = lab.train_level1()  # same folder, as a person reruns it
         lab.hand_off_level1()
-        self.say("running the level 2 pipeline twice")
-        for _ in range(2):
-            lab.run_level2().check_returncode()
+        self.say("running the level 2 pipeline twice on the same batch")
+        self.level2_versions: list[str] = []
+        self.level2_runs = 0
+        for args in ((), ("--force",)):  # level 2 skips a batch it has trained, unless forced
+            before = set(lab.versions())
+            lab.run_level2(*args).check_returncode()
+            self.level2_runs += 1
+            self.level2_versions += sorted(set(lab.versions()) - before, key=int)
 
     def probe_services(self, urls: dict[str, str]) -> None:
         rows = held_out_rows()
         self.say(f"sending {len(rows)} held-out birds to every service")
         served = {level: served_probabilities(url, rows) for level, url in urls.items()}
         gaps = {lv: float(np.abs(served[lv] - served["level 1"]).max()) for lv in LEVELS}
-        self.add(
-            "same model (vs level 1, held-out birds)",
-            {lv: Cell(d <= 1e-9, f"max Δp {d:.1e} on {len(rows)} birds") for lv, d in gaps.items()},
-        )
+        cells = {
+            lv: Cell(d <= 1e-9, f"max Δp {d:.1e} on {len(rows)} birds") for lv, d in gaps.items()
+        }
+        cells["level 1"] = Cell(None, f"the reference ({len(rows)} birds)")
+        self.add("same model (vs level 1, held-out birds)", cells)
         probes = {level: service_probes(url) for level, url in urls.items()}
-        self.add(
-            "bad requests (11 invalid payloads)",
-            {lv: probe_bad_requests(p["post"]) for lv, p in probes.items()},
-        )
+        self.add(BAD_REQUESTS, {lv: probe_bad_requests(p["post"]) for lv, p in probes.items()})
         self.add(
             "health / ready / model endpoints",
             {lv: probe_endpoints(p["get"]) for lv, p in probes.items()},
@@ -174,51 +349,62 @@ class Scorecard:
 
     def probe_reproducibility(self) -> None:
         frame = held_out_rows()
-        pickles = [self.lab.root / d / "model.pkl" for d in ("level0-first", "level0")]
-        level0 = [pickle.loads(p.read_bytes()).predict_proba(frame) for p in pickles]
-        self.lab.registry()  # points MLflow at the lab's level 2 store
-        level2 = [
-            mlflow.sklearn.load_model(f"models:/{MODEL_NAME}/{v}").predict_proba(frame)
-            for v in ("1", "2")
-        ]
-        same_bytes = pickles[0].read_bytes() == pickles[1].read_bytes()
+        first, second = self.level0_pickles
+        level0 = [pickle.loads(p).predict_proba(frame) for p in (first, second)]
         d0 = float(np.abs(level0[0] - level0[1]).max())
-        d2 = float(np.abs(level2[0] - level2[1]).max())
+        recorded = json.loads((self.lab.root / "level0" / "metrics.json").read_text())
         same1 = self.first_card["fingerprint"] == self.card["fingerprint"]
         self.add(
             "reproducible training (two runs)",
             {
                 "level 0": Cell(
                     None,
-                    f"max Δp {d0:.0e}, {'same' if same_bytes else 'other'} "
-                    "pickle bytes; nothing records how",
+                    f"max Δp {d0:.0e}, {'same' if first == second else 'other'} pickle bytes; "
+                    f"metrics.json records {', '.join(recorded)} only",
                 ),
                 "level 1": Cell(
                     same1, "same fingerprint on both cards" if same1 else "fingerprints differ"
                 ),
-                "level 2": Cell(d2 == 0.0, f"registry v1 and v2: max Δp {d2:.0e}"),
+                "level 2": self.level2_reproducibility(),
             },
         )
 
+    def level2_reproducibility(self) -> Cell:
+        """The two runs' versions compared by the fingerprint tag level 2 gives each (the
+        SHA-256 of the fitted numbers): no model file is loaded here."""
+        if len(self.level2_versions) != 2:
+            return not_measured(f"the two runs registered {self.level2_versions or 'nothing'}")
+        versions = self.lab.versions()
+        a, b = self.level2_versions
+        prints = [versions[v].tags.get("fingerprint") for v in (a, b)]
+        if None in prints:
+            return not_measured(f"v{a} and v{b} do not both carry a fingerprint tag")
+        same = prints[0] == prints[1]
+        return Cell(
+            same,
+            f"registry v{a} and v{b}: " + ("same fingerprint" if same else "fingerprints differ"),
+        )
+
     def probe_records(self) -> None:
-        client = self.lab.registry()
-        runs = client.search_runs([client.get_experiment_by_name("penguins-level2").experiment_id])
-        level0_records = sorted(p.name for p in (self.lab.root / "level0").glob("*.json"))
-        level1_cards = self.lab.level1_cards()
-        cards = len({c["version"] for c in level1_cards})
-        first_gone = all(c["version"] != self.first_card["version"] for c in level1_cards)
+        level0 = sorted(p.name for p in (self.lab.root / "level0").glob("*.json"))
+        cards = {c["trained_at"] for c in self.lab.level1_cards()}
+        first_kept = self.first_card["trained_at"] in cards
+        runs, pipeline_runs = self.lab.tracked_runs(), self.level2_runs
         self.add(
             "experiment record of training",
             {
                 "level 0": Cell(
-                    False, f"none kept: {', '.join(level0_records)} overwritten per run"
+                    False if len(level0) < 2 else None,
+                    f"2 notebook runs, {len(level0)} record left: {', '.join(level0) or 'none'}",
                 ),
                 "level 1": Cell(
                     None,
-                    f"{cards} card file: the first run's "
-                    + ("overwritten" if first_gone else "kept"),
+                    f"2 training runs, {len(cards)} card on disk: the first run's "
+                    + ("kept" if first_kept else "overwritten"),
                 ),
-                "level 2": Cell(True, f"{len(runs)} MLflow runs, one per pipeline run"),
+                "level 2": Cell(
+                    runs >= pipeline_runs, f"{runs} MLflow runs for {pipeline_runs} pipeline runs"
+                ),
             },
         )
 
@@ -229,40 +415,33 @@ class Scorecard:
         )
         simulate_batch(300, seed=21, corruption=corruption).to_csv(path, index=False)
         self.say("a corrupted batch arrives (30% impossible masses, 30% missing bills)")
-        level0 = self.lab.train_level0("level0-corrupted", new_batch=path)
-        self.say(
-            f"level 0: the notebook appends the batch and retrains; nothing looks at the "
-            f"rows; held-out macro F1 {level0['macro_f1']:.3f}"
-        )
-        level1 = self.lab.train_level1(self.lab.root / "level1" / "corrupted", new_batch=path)
-        self.say(
-            f"level 1: `train --new-batch` trains on it and writes a card "
-            f"(v{level1['version']}); tests guard code, not data"
-        )
-        before = self.lab.champion()
-        result = self.lab.run_level2("--batch", str(path))
-        failed = re.search(r"failed (\d+) of (\d+) expectations", result.stderr)
-        blocked = result.returncode != 0 and failed and self.lab.champion() == before
-        checks = [line.strip() for line in result.stderr.splitlines() if line.startswith("  - ")]
-        self.say(
-            f"level 2: validate fails {failed[1] if failed else '?'} expectations "
-            f"({'; '.join(checks[:2])}); batch quarantined; champion stays v{before}"
-        )
+        run = self.run_level2("--batch", str(path))
+        stderr = run.result.stderr if run.result else ""
+        failed = [line.strip()[2:] for line in stderr.splitlines() if line.startswith("  - ")]
+        if failed:
+            self.say(f"level 2 validation named: {'; '.join(failed[:2])}")
         self.add(
             "a corrupted training batch",
             {
-                "level 0": Cell(False, f"trained silently (macro F1 {level0['macro_f1']:.3f})"),
-                "level 1": Cell(
-                    False, f"trained silently (macro F1 {level1['metrics']['macro_f1']:.3f})"
-                ),
-                "level 2": Cell(
-                    bool(blocked),
-                    f"blocked: {failed[1]} expectations failed, quarantined"
-                    if blocked
-                    else "NOT blocked",
-                ),
+                "level 0": self.corrupted_level0(path),
+                "level 1": self.corrupted_level1(path),
+                "level 2": corrupted_batch_cell(run),
             },
         )
+
+    def corrupted_level0(self, batch: Path) -> Cell:
+        metrics, why = attempt(lambda: self.lab.train_level0("level0-corrupted", new_batch=batch))
+        if metrics is None:
+            return not_measured(f"the notebook failed ({why})")
+        return Cell(False, f"trained on it (macro F1 {metrics['macro_f1']:.3f})")
+
+    def corrupted_level1(self, batch: Path) -> Cell:
+        folder = self.lab.root / "level1" / "corrupted"
+        card, why = attempt(lambda: self.lab.train_level1(folder, new_batch=batch))
+        if card is None:
+            return not_measured(f"training failed ({why})")
+        f1 = card["metrics"]["macro_f1"]
+        return Cell(False, f"trained on it: card {card['version']} (macro F1 {f1:.3f})")
 
     def probe_worse_model(self, shuffled_share: float = 1.0) -> None:
         """2,000 new birds, `shuffled_share` of them with their species shuffled."""
@@ -276,135 +455,204 @@ class Scorecard:
         self.say(
             f"a worse model is trained (2,000 birds, {shuffled_share:.0%} with shuffled species)"
         )
-        level0 = self.lab.train_level0("level0-worse", new_batch=path)
-        self.say(
-            f"level 0: the notebook prints macro F1 {level0['macro_f1']:.3f}; whether "
-            "anyone reads it before copying the pickle is up to them"
-        )
-        level1 = self.lab.train_level1(self.lab.root / "level1" / "worse", new_batch=path)
-        self.say(
-            f"level 1: the card says macro F1 {level1['metrics']['macro_f1']:.3f}; the "
-            "hand-off copies it all the same"
-        )
-        before = self.lab.champion()
-        self.lab.run_level2("--batch", str(path))
-        newest = max(
-            int(v.version)
-            for v in self.lab.registry().search_model_versions(f"name = '{MODEL_NAME}'")
-        )
-        tags = self.lab.registry().get_model_version(MODEL_NAME, str(newest)).tags
-        blocked = tags.get("gate") == "rejected" and self.lab.champion() == before
-        self.say(
-            f"level 2: v{newest} is registered with gate={tags.get('gate')} "
-            f"({tags.get('gate_reasons', '?')}); champion v{self.lab.champion()}"
-        )
+        run = self.run_level2("--batch", str(path))
+        if run.registered:
+            self.say(f"level 2: v{run.version} gate={run.tags.get('gate')}: {run.first_reason}")
         self.add(
             "a worse model",
             {
-                "level 0": Cell(False, f"nothing stops it (macro F1 {level0['macro_f1']:.3f})"),
-                "level 1": Cell(
-                    False,
-                    f"nothing stops it (macro F1 "
-                    f"{level1['metrics']['macro_f1']:.3f}); hand-off is manual",
-                ),
-                "level 2": Cell(
-                    blocked,
-                    "blocked by the gate: " + tags.get("gate_reasons", "?").split("; ")[0]
-                    if blocked
-                    else "PROMOTED: served as the champion",
-                ),
+                "level 0": self.worse_model_level0(path),
+                "level 1": self.worse_model_level1(path),
+                "level 2": worse_model_cell(run),
             },
+        )
+
+    def worse_model_level0(self, batch: Path) -> Cell:
+        """Whether the notebook writes the worse model where a person picks it up."""
+        metrics, why = attempt(lambda: self.lab.train_level0("level0-worse", new_batch=batch))
+        if metrics is None:
+            return not_measured(f"the notebook failed ({why})")
+        if not (self.lab.root / "level0-worse" / "model.pkl").is_file():
+            return not_measured("the notebook wrote no model.pkl")
+        return Cell(False, f"notebook wrote model.pkl (macro F1 {metrics['macro_f1']:.3f})")
+
+    def worse_model_level1(self, batch: Path) -> Cell:
+        """Whether level 1's hand-off takes the worse model (into a folder nothing serves)."""
+        trained, serving = (
+            self.lab.root / "level1" / "worse",
+            self.lab.root / "level1" / "worse-serving",
+        )
+        card, why = attempt(lambda: self.lab.train_level1(trained, new_batch=batch))
+        if card is None:
+            return not_measured(f"training failed ({why})")
+        _, why = attempt(lambda: self.lab.hand_off_level1(trained, serving))
+        if why:  # the hand-off checks that a pair loads, not how good it is
+            return not_measured(f"the hand-off failed ({why})")
+        handed = json.loads((serving / "card.json").read_text())["version"]
+        if handed != card["version"]:
+            return not_measured(f"the hand-off left {handed}, not {card['version']}")
+        return Cell(
+            False, f"hand-off took it: {handed} (macro F1 {card['metrics']['macro_f1']:.3f})"
         )
 
     def probe_new_data_and_rollback(self, urls: dict[str, str]) -> None:
+        self.probe_rollback(urls, self.probe_new_data(urls))
+
+    def probe_new_data(self, urls: dict[str, str]) -> dict[str, Any]:
+        """Retrain every level on new birds, as its README says, then look at what each
+        service serves. Returns what each level served before: the model a rollback restores."""
         self.say("new data arrives: retrain each level")
         new_birds = self.lab.root / "new_birds.csv"
         simulate_batch(200, seed=23).to_csv(new_birds, index=False)
-        before0 = httpx.post(f"{urls['level 0']}/predict", json=EXAMPLE_PAYLOAD).json()
-        self.lab.train_level0(new_batch=new_birds)  # a new pickle, from more birds
-        same0 = httpx.post(f"{urls['level 0']}/predict", json=EXAMPLE_PAYLOAD).json() == before0
-        version_before = httpx.get(f"{urls['level 1']}/model").json()["version"]
-        self.lab.train_level1()
+        pickle_path = self.lab.root / "level0" / "model.pkl"
+        replaced = {
+            "level 0": pickle_path.read_bytes(),
+            "level 1": self.served_card(urls["level 1"]),
+            "level 2": self.served_version(urls["level 2"]),
+        }
+        self.lab.train_level0(new_batch=new_birds)  # into the folder its server reads from
+        card = self.lab.train_level1(new_batch=new_birds)
         self.lab.hand_off_level1()
-        still = httpx.get(f"{urls['level 1']}/model").json()["version"] == version_before
-        start = time.perf_counter()
-        self.lab.run_level2("--batch", str(new_birds)).check_returncode()
-        champion = self.lab.champion()
-        while httpx.get(f"{urls['level 2']}/ready").json().get("model_version") != champion:
-            time.sleep(0.1)
-        seconds = time.perf_counter() - start
+        handed_off = time.perf_counter()
+        level2 = self.new_data_level2(urls["level 2"], new_birds, replaced["level 2"])
+        # Checked only now, after level 2's run: levels 0 and 1 had as long to follow.
+        waited = time.perf_counter() - handed_off
         self.add(
             "new data arrives",
             {
-                "level 0": Cell(
-                    False,
-                    "manual: rerun notebook, copy pickle, restart"
-                    + (" (server still served the old pickle)" if same0 else ""),
+                "level 0": self.new_data_level0(
+                    urls["level 0"], replaced["level 0"], pickle_path.read_bytes(), waited
                 ),
-                "level 1": Cell(
-                    False,
-                    "manual: train, hand off, restart"
-                    + (" (service still served the old model)" if still else ""),
+                "level 1": self.new_data_level1(
+                    urls["level 1"], replaced["level 1"], card["version"], waited
                 ),
-                "level 2": Cell(True, f"automatic: {seconds:.0f} s from batch to champion served"),
+                "level 2": level2,
             },
         )
-        self.say("the latest model must be withdrawn")
-        kept0 = list((self.lab.root / "level0").glob("*.pkl"))
-        kept1 = {card["version"] for card in self.lab.level1_cards()}
+        return replaced
+
+    def served_card(self, url: str) -> str | None:
+        """The version of the card level 1's service serves; None if it does not say."""
+        try:
+            return httpx.get(f"{url}/model", timeout=HTTP_TIMEOUT_S).json().get("version")
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    def new_data_level0(self, url: str, old: bytes, new: bytes, waited: float) -> Cell:
+        """Which pickle the level 0 server answers with: its answers on the held-out birds
+        against each pickle's own."""
+        rows = held_out_rows()
+        before, after = (pickle.loads(p).predict_proba(rows) for p in (old, new))
+        if np.allclose(before, after, rtol=0, atol=1e-9):
+            return not_measured("the new pickle answers as the old one")
+        try:
+            served = served_probabilities(url, rows)
+        except (httpx.HTTPError, ValueError, KeyError) as error:
+            return not_measured(f"the server did not answer ({error!r})")
+        if np.allclose(served, after, rtol=0, atol=1e-9):
+            return Cell(True, "the server answers with the new pickle")
+        if np.allclose(served, before, rtol=0, atol=1e-9):
+            return Cell(False, f"the server still answers with the old pickle {waited:.0f} s later")
+        return Cell(False, "the server answers with neither pickle")
+
+    def new_data_level1(self, url: str, old: str | None, new: str, waited: float) -> Cell:
+        if new == old:
+            return not_measured(f"retraining gave the same model ({new})")
+        served = self.served_card(url)
+        if served == new:
+            return Cell(True, f"serves {new} after the hand-off")
+        now = "still serves" if served == old else "serves"
+        return Cell(False, f"handed off {new}; {now} {served} {waited:.0f} s later")
+
+    def new_data_level2(self, url: str, batch: Path, before: str | None) -> Cell:
+        """✓ only if the service comes to serve a version this batch's run registered and
+        promoted, other than the one it served before, within `serve_wait_s`."""
         start = time.perf_counter()
-        result = self.lab.run("level2_pipelines.registry", "rollback", check=False)
-        rolled = re.search(r"back to v(\d+)", result.stdout)
-        while (
-            rolled
-            and httpx.get(f"{urls['level 2']}/ready").json().get("model_version") != rolled[1]
-        ):
-            time.sleep(0.1)
+        run = self.run_level2("--batch", str(batch))
+        if run.store_error:
+            return not_measured(f"the registry could not be read ({run.store_error})")
+        if run.result.returncode != 0:
+            return Cell(False, f"the run failed ({run.failure})")
+        if not run.registered:
+            return Cell(False, f"no new version ({run.said})")
+        if run.champion_after != run.version:
+            return Cell(
+                False,
+                f"no new champion: v{run.version} gate={run.tags.get('gate')} ({run.first_reason})",
+            )
+        served, seen = self.wait_until_served(url, run.version)
+        if not served:
+            return self.not_served(run.version, seen, before)
         seconds = time.perf_counter() - start
-        self.say(
-            f"level 0: {len(kept0)} pickle on disk ({', '.join(p.name for p in kept0)}): "
-            "the previous model was overwritten"
+        return Cell(
+            True,
+            f"automatic: {seconds:.0f} s from batch to v{run.version} served (was {shown(before)})",
         )
-        self.say(
-            f"level 1: the artifacts and serving folders hold {sorted(kept1)}: the previous "
-            "pair was overwritten by the last training and hand-off"
-        )
-        self.say(
-            "level 2: `make level2-rollback` said: "
-            + (result.stdout.splitlines()[0] if rolled else result.stderr.strip()[-120:])
-            + f"; the service served it {seconds:.1f} s after the command started"
-        )
+
+    def probe_rollback(self, urls: dict[str, str], replaced: dict[str, Any]) -> None:
+        self.say("the latest model must be withdrawn")
         self.add(
             "rollback",
             {
-                "level 0": Cell(False, f"impossible: {len(kept0)} pickle kept, the latest"),
-                "level 1": Cell(
-                    False,
-                    f"manual copy: {len(kept1)} model on disk, no earlier one "
-                    "unless someone kept it",
-                ),
-                "level 2": Cell(
-                    bool(rolled),
-                    f"one command, {seconds:.1f} s until served"
-                    if rolled
-                    else "failed: " + result.stderr[-80:],
-                ),
+                "level 0": self.rollback_level0(replaced["level 0"]),
+                "level 1": self.rollback_level1(replaced["level 1"]),
+                "level 2": self.rollback_level2(urls["level 2"]),
             },
         )
 
+    def rollback_level0(self, replaced: bytes) -> Cell:
+        """Whether the pickle the new data replaced is still in level 0's folder."""
+        folder = self.lab.root / "level0"
+        if (folder / "model.pkl").read_bytes() == replaced:
+            return not_measured("retraining wrote the same pickle")
+        pickles = sorted(folder.glob("*.pkl"))
+        kept = [p.name for p in pickles if p.read_bytes() == replaced]
+        if kept:
+            return Cell(None, f"kept on disk: the replaced pickle, as {kept[0]}")
+        names = ", ".join(p.name for p in pickles)
+        return Cell(False, f"the replaced pickle is gone: {len(pickles)} on disk ({names})")
+
+    def rollback_level1(self, replaced: str | None) -> Cell:
+        """Whether a card of the model the hand-off replaced is anywhere in level 1's folders."""
+        folder = self.lab.root / "level1"
+        if json.loads((folder / "serving" / "card.json").read_text())["version"] == replaced:
+            return not_measured(f"the hand-off did not replace {replaced}")
+        cards = {p: json.loads(p.read_text())["version"] for p in folder.rglob("card.json")}
+        kept = [p.parent.name for p, version in cards.items() if version == replaced]
+        if kept:
+            return Cell(None, f"kept on disk: {replaced}, in {kept[0]}/")
+        return Cell(False, f"the replaced model {replaced} is gone: {len(cards)} cards, none of it")
+
+    def rollback_level2(self, url: str) -> Cell:
+        start = time.perf_counter()
+        result = self.lab.run("level2_pipelines.registry", "rollback", check=False)
+        moved = re.search(r"from v(\d+) back to v(\d+)", result.stdout)
+        if moved is None:
+            return Cell(False, f"failed: {last_words(result.stderr or result.stdout)}")
+        self.say(f"level 2: `make level2-rollback` said: {moved[0]}")
+        served, seen = self.wait_until_served(url, moved[2])
+        if not served:
+            return self.not_served(moved[2], seen, moved[1])
+        seconds = time.perf_counter() - start
+        return Cell(True, f"one command: v{moved[1]} to v{moved[2]}, served after {seconds:.1f} s")
+
     def probe_tests(self, quick: bool) -> None:
-        cells = {"level 0": Cell(False, "0 tests")}
-        for level, folder in (
-            ("level 1", "level1_devops/tests"),
-            ("level 2", "level2_pipelines/tests"),
-        ):
-            self.say(f"running {level}'s own tests")
+        cells = {}
+        folders = ("level0_notebook", "level1_devops/tests", "level2_pipelines/tests")
+        for level, folder in zip(LEVELS, folders, strict=True):
+            self.say(f"{'collecting' if quick else 'running'} {level}'s own tests ({folder})")
             args = ["pytest", folder, "-q", "-p", "no:cacheprovider"]
             result = self.lab.run(*args, *(["--co"] if quick else []), check=False)
             counts = re.findall(r"(\d+) (passed|failed|errors?|tests? collected)", result.stdout)
-            summary = ", ".join(f"{n} {w}" for n, w in counts) or "none found"
-            passed = None if quick else result.returncode == 0  # --quick only counts them
-            cells[level] = Cell(passed, summary)
+            if counts:
+                passed = None if quick else result.returncode == 0  # --quick only counts them
+                cells[level] = Cell(passed, ", ".join(f"{n} {w}" for n, w in counts))
+            elif result.returncode == 5:  # pytest's "no tests collected"
+                cells[level] = Cell(False, "none: pytest finds no tests")
+            else:
+                cells[level] = not_measured(
+                    f"pytest exit {result.returncode} ({last_words(result.stdout + result.stderr)})"
+                )
         self.add("tests that guard the level", cells)
 
     def probe_latencies(self) -> None:
