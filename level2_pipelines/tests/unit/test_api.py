@@ -116,9 +116,9 @@ def test_undecodable_body_is_400_in_the_project_s_shape(client):
     [
         ("/predict", "post", {"400", "413", "422", "503"}),
         ("/predict/batch", "post", {"400", "413", "422", "503"}),
-        ("/ready", "get", {"503"}),
-        ("/admin/reload", "post", {"401", "409", "503"}),
-        ("/admin/rollback", "post", {"401", "409", "503"}),
+        ("/ready", "get", {"413", "503"}),
+        ("/admin/reload", "post", {"401", "409", "413", "503"}),
+        ("/admin/rollback", "post", {"401", "409", "413", "503"}),
     ],
 )
 def test_openapi_documents_every_error_status(client, path, method, statuses):
