@@ -334,7 +334,7 @@ def training_pipeline(
                 batch_id=batch.batch_id,
                 skipped=f"this content was already trained on by MLflow run {earlier.run_id} "
                 f"as {settings.model_name} v{earlier.version}; nothing new to learn "
-                "(force to train again)",
+                "(`make level2 FORCE=1` or --force trains on it again)",
             )
         outcome = decide(batch, reference, approval or settings.approval, settings, client, clock)
     if isinstance(outcome, Outcome) and outcome.promoted_to == registry.CHAMPION:
