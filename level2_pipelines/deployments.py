@@ -42,11 +42,10 @@ BATCH_SUFFIXES = {".csv", ".parquet"}
 WATCH_EVERY_S = 1.0
 
 
-def landed_files(incoming: Path, seen: set[str]) -> list[tuple[Path, str]]:
-    """Batch files in `incoming` whose size held still for one poll (fully written) and whose
-    content (SHA-256) is not in `seen`, with that hash. Names starting with "." are still
-    being written."""
-    ready = []
+def settled_files(incoming: Path) -> list[tuple[Path, str]]:
+    """Batch files in `incoming` whose size held still for one poll (fully written), with the
+    SHA-256 of their content. Names starting with "." are still being written."""
+    settled = []
     for path in sorted(incoming.iterdir()):
         if path.suffix.lower() not in BATCH_SUFFIXES or path.name.startswith("."):
             continue
@@ -55,26 +54,43 @@ def landed_files(incoming: Path, seen: set[str]) -> list[tuple[Path, str]]:
             time.sleep(0.2)
             if not path.is_file() or path.stat().st_size != size:
                 continue
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            settled.append((path, hashlib.sha256(path.read_bytes()).hexdigest()))
         except FileNotFoundError:  # taken by a run meanwhile
             continue
-        if digest not in seen:
-            ready.append((path, digest))
-    return ready
+    return settled
+
+
+def landed_files(incoming: Path, seen: set[str]) -> list[tuple[Path, str]]:
+    """The settled batch files whose content is not in `seen`."""
+    return [(path, digest) for path, digest in settled_files(incoming) if digest not in seen]
 
 
 def watch_incoming(incoming: Path, stop: threading.Event) -> None:
-    """Emit `penguins.batch.landed` once for every batch content that lands in `incoming`."""
-    seen: set[str] = set()
+    """Emit `penguins.batch.landed` once for every batch content that lands in `incoming`; say
+    once, not silently, when a new file brings a content already sent."""
+    sent: dict[str, tuple[Path, int]] = {}  # content -> the file that brought it (path, mtime)
+    told: set[tuple[Path, int]] = set()
     while not stop.is_set():
-        for path, digest in landed_files(incoming, seen):
-            seen.add(digest)
-            emit_event(
-                event=BATCH_LANDED,
-                resource={"prefect.resource.id": f"penguins.batch.{digest[:12]}"},
-                payload={"name": path.name, "sha256": digest},
-            )
-            print(f"level 2 watcher: {path.name} landed; event {BATCH_LANDED} sent", flush=True)
+        for path, digest in settled_files(incoming):
+            try:
+                landing = (path, path.stat().st_mtime_ns)
+            except FileNotFoundError:  # taken by a run meanwhile
+                continue
+            if digest not in sent:
+                sent[digest] = landing
+                emit_event(
+                    event=BATCH_LANDED,
+                    resource={"prefect.resource.id": f"penguins.batch.{digest[:12]}"},
+                    payload={"name": path.name, "sha256": digest},
+                )
+                print(f"level 2 watcher: {path.name} landed; event {BATCH_LANDED} sent", flush=True)
+            elif landing != sent[digest] and landing not in told:  # not the file still queued
+                told.add(landing)
+                print(
+                    f"level 2 watcher: {path.name} brings a content already sent "
+                    f"(sha256 {digest[:12]}); not sent again, left in place",
+                    flush=True,
+                )
         stop.wait(WATCH_EVERY_S)
 
 

@@ -3,10 +3,14 @@ a time each; the watcher recognises each landed content once, and events can onl
 in the incoming folder."""
 
 import asyncio
+import os
+import threading
+import time
 
 import pytest
 from prefect.client.orchestration import get_client
 
+from level2_pipelines import deployments as deployments_module
 from level2_pipelines.deployments import deployments, landed_files, publish
 from level2_pipelines.pipeline import UnsafeBatchName, landed_path
 
@@ -73,3 +77,27 @@ def test_every_deployment_runs_one_flow_run_at_a_time(settings):
     limits = {d.name: d.concurrency_limit for d in deployments(settings)}
 
     assert all(getattr(limit, "limit", limit) == 1 for limit in limits.values()), limits
+
+
+def test_watcher_sends_each_content_once_and_says_so_for_a_repeat(tmp_path, monkeypatch, capsys):
+    """A file is sent once while it waits for its run; a new file with the same content is
+    not sent again, and the watcher says so once instead of ignoring it silently."""
+    events = []
+    monkeypatch.setattr(deployments_module, "emit_event", lambda **event: events.append(event))
+    monkeypatch.setattr(deployments_module, "WATCH_EVERY_S", 0.05)
+    path = tmp_path / "daily.csv"
+    path.write_text("species\nAdelie\n")
+    stop = threading.Event()
+    watcher = threading.Thread(target=deployments_module.watch_incoming, args=(tmp_path, stop))
+    watcher.start()
+    time.sleep(1.5)  # several polls with the first file still waiting for its run
+    path.unlink()  # its run took it...
+    path.write_text("species\nAdelie\n")  # ...and the same content lands again
+    os.utime(path, ns=(time.time_ns() + 10**9,) * 2)  # a new landing, whatever the clock's grain
+    time.sleep(1.5)
+    stop.set()
+    watcher.join()
+
+    said = capsys.readouterr().out
+    assert [e["payload"]["name"] for e in events] == ["daily.csv"]
+    assert said.count("brings a content already sent") == 1
