@@ -58,3 +58,14 @@ def test_level2_workflow_tests_on_pull_requests_and_publishes_on_main():
     assert deploy_steps == ["make level2-publish"]
     assert jobs["deploy"]["needs"] == "test"
     assert "refs/heads/main" in jobs["deploy"]["if"]
+
+
+def test_root_workflow_runs_what_ci_run_runs():
+    """The root workflow runs, on every pull request and on main, the make targets of `.ci/run`."""
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    ci_run = [line for line in lines if line.startswith("make ")]
+
+    assert "pull_request" in workflow[True]  # YAML reads the key `on` as True
+    assert workflow[True]["push"]["branches"] == ["main"]
+    assert run_steps(ROOT / ".github" / "workflows" / "ci.yml") == ci_run
