@@ -216,6 +216,7 @@ EXAMPLES = {n: {"summary": n.replace("_", " "), "value": v} for n, v in VALID_EX
 WHY = {
     400: "The body could not be read (not UTF-8 JSON text)",
     401: "No admin bearer token, or the wrong one",
+    403: "Admin is off: this service has no token",
     409: "The registry refuses the action; the message says why",
     413: "The body is larger than the service accepts",
     422: "Invalid input; the message names the field",
@@ -271,14 +272,21 @@ def create_app(settings: Settings | None = None, model: ServedModel | None = Non
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
-    # The configured token, or a random one the service keeps in the state folder (0600).
-    expected = settings.admin_token_value(create=True).encode()
+    # The configured token, or the random one `serve` keeps in the state folder. None: the
+    # admin endpoints are off (an app made in-process, such as the pipeline's smoke test).
+    expected = settings.admin_token_value()
 
     def require_admin(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
+        if expected is None:
+            raise HTTPException(
+                status_code=403,
+                detail="authorization: admin is off: no token configured; set LEVEL2_ADMIN_TOKEN "
+                "or start the service with `make level2-serve`, which makes one",
+            )
         given = (credentials.credentials if credentials else "").encode()
-        if not secrets.compare_digest(given, expected):
+        if not secrets.compare_digest(given, expected.encode()):
             raise HTTPException(
                 status_code=401,
                 detail="authorization: a valid admin bearer token is required",
@@ -325,14 +333,14 @@ def create_app(settings: Settings | None = None, model: ServedModel | None = Non
         """The served model's registry version and lineage: run, commit, data, batch, flow run."""
         return LineagePublic(**vars(served.lineage))
 
-    @app.post("/admin/reload", responses=documented(401, 409, 503))
+    @app.post("/admin/reload", responses=documented(401, 403, 409, 503))
     async def reload(request: Request, _: AdminDep) -> AdminActionPublic:
         """Ask the registry who is champion now, and serve it."""
         served = await _refresh(_follower(request))
         version = served.lineage.version if served else None
         return AdminActionPublic(action="reload", model_version=version, detail="serving champion")
 
-    @app.post("/admin/rollback", responses=documented(401, 409, 503))
+    @app.post("/admin/rollback", responses=documented(401, 403, 409, 503))
     async def rollback(request: Request, _: AdminDep) -> AdminActionPublic:
         """Move `champion` back to the version it replaced, and serve that."""
         follower = _follower(request)

@@ -26,6 +26,7 @@ def follow_in_service(
     asked = "no admin token here, so it was left to its next poll"
     with httpx.Client(base_url=base, timeout=5) as http:
         try:
+            http.get("/health")
             if token is not None:
                 answer = http.post("/admin/reload", headers={"Authorization": f"Bearer {token}"})
                 asked = _reload_answer(answer)

@@ -15,8 +15,8 @@ Each deployment runs one flow run at a time (later ones wait, queued, in the UI)
 deployments and on-demand runs the pipeline's decision lock keeps one decision at a time.
 
 Landing a file: write it under a name starting with "." (ignored), then rename it, or copy it
-in whole; the watcher also waits until its size holds still. Files are known by their content,
-so a daily export under a fixed name is seen each time its content changes.
+in whole; the watcher also waits until its size and time hold still for a poll. Files are known
+by their content, so a daily export under a fixed name is seen each time its content changes.
 """
 
 import argparse
@@ -24,7 +24,7 @@ import contextvars
 import hashlib
 import sys
 import threading
-import time
+from contextlib import suppress
 from pathlib import Path
 
 from prefect import serve
@@ -42,55 +42,56 @@ BATCH_SUFFIXES = {".csv", ".parquet"}
 WATCH_EVERY_S = 1.0
 
 
-def settled_files(incoming: Path) -> list[tuple[Path, str]]:
-    """Batch files in `incoming` whose size held still for one poll (fully written), with the
-    SHA-256 of their content. Names starting with "." are still being written."""
-    settled = []
+Stamp = tuple[int, int]  # a file's size and modification time
+
+
+def settled_files(incoming: Path, before: dict[Path, Stamp]) -> list[Path]:
+    """Batch files in `incoming` unchanged (size and modification time) since the previous
+    poll, whose view `before` holds and is updated to this poll's: fully written. Names
+    starting with "." are still being written."""
+    now = {}
     for path in sorted(incoming.iterdir()):
         if path.suffix.lower() not in BATCH_SUFFIXES or path.name.startswith("."):
             continue
-        try:
-            size = path.stat().st_size
-            time.sleep(0.2)
-            if not path.is_file() or path.stat().st_size != size:
-                continue
-            settled.append((path, hashlib.sha256(path.read_bytes()).hexdigest()))
-        except FileNotFoundError:  # taken by a run meanwhile
-            continue
+        with suppress(FileNotFoundError):  # taken by a run meanwhile
+            stat = path.stat()
+            now[path] = (stat.st_size, stat.st_mtime_ns)
+    settled = [path for path, stamp in now.items() if before.get(path) == stamp]
+    before.clear()
+    before.update(now)
     return settled
-
-
-def landed_files(incoming: Path, seen: set[str]) -> list[tuple[Path, str]]:
-    """The settled batch files whose content is not in `seen`."""
-    return [(path, digest) for path, digest in settled_files(incoming) if digest not in seen]
 
 
 def watch_incoming(incoming: Path, stop: threading.Event) -> None:
     """Emit `penguins.batch.landed` once for every batch content that lands in `incoming`; say
-    once, not silently, when a new file brings a content already sent."""
-    sent: dict[str, tuple[Path, int]] = {}  # content -> the file that brought it (path, mtime)
-    told: set[tuple[Path, int]] = set()
+    once, not silently, when a new file brings a content already sent. Each landing (a file
+    at a size and modification time) is read and hashed once."""
+    stamps: dict[Path, Stamp] = {}
+    digests: dict[tuple[Path, Stamp], str] = {}  # landing -> SHA-256 of its content
+    sent: dict[str, tuple[Path, Stamp]] = {}  # content -> the landing that brought it
     while not stop.is_set():
-        for path, digest in settled_files(incoming):
-            try:
-                landing = (path, path.stat().st_mtime_ns)
-            except FileNotFoundError:  # taken by a run meanwhile
-                continue
-            if digest not in sent:
-                sent[digest] = landing
-                emit_event(
-                    event=BATCH_LANDED,
-                    resource={"prefect.resource.id": f"penguins.batch.{digest[:12]}"},
-                    payload={"name": path.name, "sha256": digest},
-                )
-                print(f"level 2 watcher: {path.name} landed; event {BATCH_LANDED} sent", flush=True)
-            elif landing != sent[digest] and landing not in told:  # not the file still queued
-                told.add(landing)
-                print(
-                    f"level 2 watcher: {path.name} brings a content already sent "
-                    f"(sha256 {digest[:12]}); not sent again, left in place",
-                    flush=True,
-                )
+        for path in settled_files(incoming, stamps):
+            landing = (path, stamps[path])
+            if landing not in digests:
+                try:
+                    digests[landing] = hashlib.sha256(path.read_bytes()).hexdigest()
+                except FileNotFoundError:  # taken by a run meanwhile
+                    continue
+                digest = digests[landing]
+                if digest not in sent:
+                    sent[digest] = landing
+                    emit_event(
+                        event=BATCH_LANDED,
+                        resource={"prefect.resource.id": f"penguins.batch.{digest[:12]}"},
+                        payload={"name": path.name, "sha256": digest},
+                    )
+                    print(f"level 2 watcher: {path.name} landed; event {BATCH_LANDED} sent")
+                else:
+                    print(
+                        f"level 2 watcher: {path.name} brings a content already sent "
+                        f"(sha256 {digest[:12]}); not sent again, left in place"
+                    )
+        sys.stdout.flush()
         stop.wait(WATCH_EVERY_S)
 
 

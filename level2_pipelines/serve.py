@@ -21,6 +21,7 @@ def main() -> None:
         settings = Settings()
     except ValidationError as error:
         sys.exit(f"level 2 serve: cannot start: {error.errors()[0]['msg']}")
+    settings.admin_token_value(create=True)  # a random one in the state folder, if none is set
     app = create_app(settings)
     print(
         f"level 2 serve: following {settings.model_name}@champion at "

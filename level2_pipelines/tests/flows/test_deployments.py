@@ -3,6 +3,7 @@ a time each; the watcher recognises each landed content once, and events can onl
 in the incoming folder."""
 
 import asyncio
+import hashlib
 import os
 import threading
 import time
@@ -11,7 +12,7 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from level2_pipelines import deployments as deployments_module
-from level2_pipelines.deployments import deployments, landed_files, publish
+from level2_pipelines.deployments import deployments, publish, settled_files
 from level2_pipelines.pipeline import UnsafeBatchName, landed_path
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -31,31 +32,30 @@ def test_publish_registers_three_deployments_with_schedule_and_trigger(settings)
     assert found["penguins-training/on-demand"].schedules == []
 
 
-def test_landed_files_sees_each_content_once(tmp_path):
-    """A CSV and a Parquet file are seen; other files and already-seen contents are not."""
+def test_settled_files_are_batches_unchanged_since_the_last_poll(tmp_path):
+    """A CSV and a Parquet file count once a poll saw them unchanged; other files never do."""
     (tmp_path / "a.csv").write_text("species\n")
     (tmp_path / "b.parquet").write_bytes(b"PAR1")
     (tmp_path / "notes.txt").write_text("ignore me")
-    seen = {landed_files(tmp_path, set())[0][1]}  # a.csv's content
+    stamps = {}
 
-    assert [path for path, _ in landed_files(tmp_path, seen)] == [tmp_path / "b.parquet"]
+    first = settled_files(tmp_path, stamps)
+    second = settled_files(tmp_path, stamps)
 
-
-def test_landed_files_sees_new_content_under_a_name_already_seen(tmp_path):
-    """A daily export with a fixed name: each new content is a new batch."""
-    path = tmp_path / "daily.csv"
-    path.write_text("species\nAdelie\n")
-    seen = {digest for _, digest in landed_files(tmp_path, set())}
-    path.write_text("species\nGentoo\n")
-
-    assert [p for p, _ in landed_files(tmp_path, seen)] == [path]
+    assert first == []
+    assert second == [tmp_path / "a.csv", tmp_path / "b.parquet"]
 
 
-def test_landed_files_waits_for_files_still_being_written(tmp_path):
-    """A name starting with "." is being written (write, then rename): not a batch yet."""
-    (tmp_path / ".daily.csv").write_text("species\n")
+def test_settled_files_waits_while_a_file_is_still_being_written(tmp_path):
+    """A file that grew since the last poll, or whose name starts with ".", is not settled."""
+    growing, hidden = tmp_path / "daily.csv", tmp_path / ".daily.csv"
+    growing.write_text("species\n")
+    hidden.write_text("species\n")
+    stamps = {}
+    settled_files(tmp_path, stamps)
+    growing.write_text("species\nAdelie\n")
 
-    assert landed_files(tmp_path, set()) == []
+    assert settled_files(tmp_path, stamps) == []
 
 
 def test_new_data_trigger_names_a_file_not_a_path(settings):
@@ -80,24 +80,31 @@ def test_every_deployment_runs_one_flow_run_at_a_time(settings):
 
 
 def test_watcher_sends_each_content_once_and_says_so_for_a_repeat(tmp_path, monkeypatch, capsys):
-    """A file is sent once while it waits for its run; a new file with the same content is
-    not sent again, and the watcher says so once instead of ignoring it silently."""
+    """A file is sent once while it waits for its run; the same name with new content is sent;
+    a new file with a content already sent is not, and the watcher says so once."""
     events = []
     monkeypatch.setattr(deployments_module, "emit_event", lambda **event: events.append(event))
     monkeypatch.setattr(deployments_module, "WATCH_EVERY_S", 0.05)
     path = tmp_path / "daily.csv"
-    path.write_text("species\nAdelie\n")
+
+    def land(content: str, name: str = "daily.csv") -> None:
+        (tmp_path / name).write_text(content)
+        later = time.time_ns() + len(events) * 10**9 + 10**9  # a new landing, whatever the clock
+        os.utime(tmp_path / name, ns=(later, later))
+        time.sleep(0.5)  # several polls
+
     stop = threading.Event()
     watcher = threading.Thread(target=deployments_module.watch_incoming, args=(tmp_path, stop))
     watcher.start()
-    time.sleep(1.5)  # several polls with the first file still waiting for its run
-    path.unlink()  # its run took it...
-    path.write_text("species\nAdelie\n")  # ...and the same content lands again
-    os.utime(path, ns=(time.time_ns() + 10**9,) * 2)  # a new landing, whatever the clock's grain
-    time.sleep(1.5)
+    land("species\nAdelie\n")  # waits for its run for several polls
+    path.unlink()  # its run took it
+    land("species\nGentoo\n")  # a daily export under the same name, new content
+    land("species\nAdelie\n", name="again.csv")  # the first content once more
     stop.set()
     watcher.join()
 
     said = capsys.readouterr().out
-    assert [e["payload"]["name"] for e in events] == ["daily.csv"]
-    assert said.count("brings a content already sent") == 1
+    assert [e["payload"]["sha256"] for e in events] == [
+        hashlib.sha256(c.encode()).hexdigest() for c in ("species\nAdelie\n", "species\nGentoo\n")
+    ]
+    assert said.count("again.csv brings a content already sent") == 1

@@ -83,21 +83,34 @@ def test_reachable_host_without_a_token_is_refused():
         Settings(host="0.0.0.0")
 
 
-def test_without_a_token_the_service_makes_a_private_random_one(tmp_path):
-    """No token configured: the app writes a random one (mode 0600) and only it opens admin."""
+def test_serve_s_random_token_is_private_and_opens_admin(tmp_path):
+    """With no token configured, `serve` writes a random one (mode 0600) and only it opens admin."""
     settings = Settings(state_dir=tmp_path)
+    token = settings.admin_token_value(create=True)  # what `serve` does before it starts
     app = create_app(settings, ServedModel(lineage=LINEAGE, predictor=None))
 
-    token = settings.admin_token_file.read_text()
     with TestClient(app) as http:
         refused = http.post("/admin/reload", headers={"Authorization": "Bearer change-me"})
         allowed = http.post("/admin/reload", headers={"Authorization": f"Bearer {token}"})
 
     assert stat.S_IMODE(settings.admin_token_file.stat().st_mode) == 0o600
     assert len(token) >= 32
+    assert settings.admin_token_file.read_text() == token
     assert refused.status_code == 401
     assert allowed.status_code == 409  # past the token check: a fixed model follows nothing
-    assert settings.admin_token_value() == token
+
+
+def test_app_with_no_token_anywhere_has_admin_off(tmp_path):
+    """An app made in-process with no token (e.g. the smoke test) refuses admin with a 403
+    saying how to enable it, and writes nothing into the state folder."""
+    app = create_app(Settings(state_dir=tmp_path), ServedModel(lineage=LINEAGE, predictor=None))
+
+    with TestClient(app) as http:
+        response = http.post("/admin/reload", headers={"Authorization": "Bearer anything"})
+
+    assert response.status_code == 403
+    assert "LEVEL2_ADMIN_TOKEN" in response.json()["detail"]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_undecodable_body_is_400_in_the_project_s_shape(client):
@@ -117,8 +130,8 @@ def test_undecodable_body_is_400_in_the_project_s_shape(client):
         ("/predict", "post", {"400", "413", "422", "503"}),
         ("/predict/batch", "post", {"400", "413", "422", "503"}),
         ("/ready", "get", {"413", "503"}),
-        ("/admin/reload", "post", {"401", "409", "413", "503"}),
-        ("/admin/rollback", "post", {"401", "409", "413", "503"}),
+        ("/admin/reload", "post", {"401", "403", "409", "413", "503"}),
+        ("/admin/rollback", "post", {"401", "403", "409", "413", "503"}),
     ],
 )
 def test_openapi_documents_every_error_status(client, path, method, statuses):

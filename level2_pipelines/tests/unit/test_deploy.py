@@ -56,8 +56,9 @@ def test_deploy_that_is_not_confirmed_says_promoted_not_failed(service, tmp_path
     assert "still serves v7" in said
 
 
-def test_deploy_with_no_service_running_says_so(tmp_path):
-    """No service at the address: the next `make level2-serve` will serve the version."""
-    settings = Settings(state_dir=tmp_path, admin_token="any-token-at-all", port=free_port())
+@pytest.mark.parametrize("token", [None, "any-token-at-all"], ids=["no-token", "token"])
+def test_deploy_with_no_service_running_says_so(tmp_path, token):
+    """No service at the address, with or without a token: said at once, not after a wait."""
+    settings = Settings(state_dir=tmp_path, admin_token=token, port=free_port())
 
     assert "not running" in follow_in_service(settings, "3", timeout_s=1)
