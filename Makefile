@@ -165,6 +165,15 @@ drill-bad-request: $(STAMP) | $(PREFECT_HOME) ## Drill: malformed requests hit e
 drill-rollback: $(STAMP) | $(PREFECT_HOME) ## Drill: the latest model must be withdrawn
 	$(PY) -m shared.drills rollback
 
+.PHONY: template
+template: $(STAMP) ## Copy one level out as a standalone project: LEVEL=0|1|2 DEST=folder [NAME=package]
+	@test -n "$(LEVEL)" -a -n "$(DEST)" || { echo "usage: make template LEVEL=0|1|2 DEST=folder [NAME=package]"; exit 2; }
+	$(PY) -m shared.template --level $(LEVEL) --dest $(DEST) $(if $(NAME),--name $(NAME))
+
+.PHONY: test-templates
+test-templates: $(STAMP) ## Generate each level, build its own environment, run its make lint and test (minutes)
+	$(PY) -m pytest -m templates tests/test_templates.py
+
 .PHONY: bench
 bench: $(STAMP) ## Serving speed: level 1 vs mlflow models serve vs in-process, c=1/8/32
 	$(PY) -m level1_devops.bench

@@ -1,0 +1,336 @@
+"""Take one level away as the starter of your own project.
+
+    make template LEVEL=1 DEST=~/penguins-service [NAME=penguins_service]
+    python -m shared.template --level 1 --dest ~/penguins-service [--name penguins_service]
+
+The copy is a standalone project: the level's code and tests as a package named NAME (default:
+the level's own name), the parts of `shared/` it imports vendored into that package, its own
+pyproject.toml and lock, a Makefile with the level's targets under plain names (`train`,
+`serve`, `pipeline`...), a README, a CI workflow, a Dockerfile (levels 1 and 2), a .gitignore.
+
+Rendering is copier's (a maintained templating tool): the project files are Jinja templates in
+`templates/`, and the answers are recorded in `.copier-answers.yml`, so running this again on a
+project it made (kept in git) brings later changes of the level with `copier update`, merging
+them with the project's own edits. copier renders, it cannot rewrite code, so a staging step
+first turns this checkout into a copier template under `state/templates/levelN/` (a git
+repository, one tagged commit per change): the level's files with their imports pointed at the
+new package name, plus the vendored `shared/` modules and their tests. Nothing in the copy
+imports `shared` or this repository; the answers file names the staged template, which is what
+`copier update` reads.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from shared.paths import REPO_ROOT, state_dir
+
+TEMPLATES = REPO_ROOT / "templates"
+# shared/data.py would collide with the level's own data stage (data.py) in one package.
+VENDORED_AS = {"data": "dataset"}
+PLACEHOLDER = "\x00package\x00"
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Level:
+    number: int
+    package: str  # the folder here, and the copy's package name unless NAME is given
+    main_target: str  # what `make levelN` is called in the copy
+    stays: tuple[str, ...]  # files that only make sense here
+    root_tests: dict[str, str]  # tests kept at the top of this repo: here -> in the copy
+    dev: tuple[str, ...]  # the dev extra's tools the copy needs
+
+
+LEVELS = {
+    0: Level(
+        0,
+        "level0_notebook",
+        main_target="run",
+        stays=("README.md",),
+        root_tests={"tests/test_level0_walkthrough.py": "tests/test_walkthrough.py"},
+        dev=("pytest", "pytest-timeout", "ruff", "uv"),
+    ),
+    1: Level(
+        1,
+        "level1_devops",
+        main_target="all",
+        # The benchmark compares with `mlflow models serve`: MLflow is level 2's dependency.
+        stays=("README.md", "Dockerfile", "bench.py"),
+        root_tests={},
+        dev=("pytest", "pytest-timeout", "hypothesis", "schemathesis", "ruff", "uv"),
+    ),
+    2: Level(
+        2,
+        "level2_pipelines",
+        main_target="pipeline",
+        stays=("README.md",),
+        root_tests={},
+        dev=("pytest", "pytest-timeout", "hypothesis", "schemathesis", "ruff", "uv"),
+    ),
+}
+
+
+class TemplateError(RuntimeError):
+    """The project cannot be generated: the message says why and what to do."""
+
+
+# --- Staging: this checkout's level, made into a copier template --------------------------------
+
+
+def level_files(level: Level) -> dict[str, Path]:
+    """The level's files (relative path in the package -> source), including root tests."""
+    source = REPO_ROOT / level.package
+    files = {
+        str(path.relative_to(source)): path
+        for path in sorted(source.rglob("*"))
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and str(path.relative_to(source)) not in level.stays
+    }
+    files.update({there: REPO_ROOT / here for here, there in level.root_tests.items()})
+    return files
+
+
+def shared_imports(text: str) -> set[str]:
+    return set(re.findall(r"\bshared\.(\w+)", text)) | set(
+        re.findall(r"from shared import (\w+)", text)
+    )
+
+
+def vendored_modules(files: dict[str, Path]) -> set[str]:
+    """The `shared` modules the files import, and the ones those import in turn."""
+    wanted = set().union(*(shared_imports(p.read_text()) for p in files.values()))
+    todo = list(wanted)
+    while todo:
+        for module in shared_imports((REPO_ROOT / "shared" / f"{todo.pop()}.py").read_text()):
+            if module not in wanted:
+                wanted.add(module)
+                todo.append(module)
+    return wanted
+
+
+def rewrite(text: str, level: Level, vendored: set[str]) -> str:
+    """Point the text at the copy: imports, module paths, make targets and state folders.
+
+    The package name is left as PLACEHOLDER; the template renders it from the answer.
+    """
+    n = level.number
+    name = {m: VENDORED_AS.get(m, m) for m in vendored}
+    text = re.sub(
+        r"from shared import (\w+)",
+        lambda m: f"from {PLACEHOLDER} import {name[m[1]]}",
+        text,
+    )
+    text = re.sub(
+        r"\bshared([./])(\w+)",
+        lambda m: f"{PLACEHOLDER}{m[1]}{name[m[2]]}" if m[2] in name else m[0],
+        text,
+    )
+    text = re.sub(rf"\b{level.package}\b", PLACEHOLDER, text)
+    text = re.sub(rf"\bmake level{n}-([\w-]+)", r"make \1", text)
+    text = re.sub(rf"\bmake level{n}\b", f"make {level.main_target}", text)
+    # The copy is one level: its state folder is state/, not state/levelN/.
+    text = re.sub(rf'state_dir\(\) / "level{n}"', "state_dir()", text)
+    return re.sub(rf"\bstate/level{n}\b", "state", text)
+
+
+def as_template(text: str) -> str:
+    """Jinja that renders back to `text` with the package name filled in: everything else is
+    raw, so code containing braces can never be read as template syntax."""
+    parts = text.split(PLACEHOLDER)
+    return "{{ package_name }}".join(f"{{% raw %}}{part}{{% endraw %}}" for part in parts)
+
+
+def dependencies(level: Level) -> tuple[list[str], list[str]]:
+    """The copy's requirements, as in our pyproject.toml: what every level needs plus the
+    level's extra (to run), and the dev extra's tools the level uses (to test and lint)."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    dev = [r for r in extras["dev"] if Requirement(r).name in level.dev]
+    return [*project["dependencies"], *extras[f"level{level.number}"]], dev
+
+
+def fill(path: Path, **values: str) -> None:
+    """Replace the UPPER_CASE markers in a staged template file."""
+    text = path.read_text()
+    for marker, value in values.items():
+        text = text.replace(marker, value)
+    path.write_text(text)
+
+
+def lock_lines(requirements: list[str]) -> list[str]:
+    """`name==version` for each requirement and what it needs, read from this environment
+    (installed from this repository's lock), so the copy's lock is a subset of ours and making
+    it needs no network."""
+    pinned: dict[str, str] = {}
+    seen: set[tuple[str, str]] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        requirement = todo.pop()
+        key = canonicalize_name(requirement.name)
+        distribution = metadata.distribution(requirement.name)
+        pinned[key] = distribution.version
+        # What the distribution always needs, then what each extra asked for adds.
+        for extra in ["", *sorted(requirement.extras)]:
+            if (key, extra) in seen:
+                continue
+            seen.add((key, extra))
+            for line in distribution.requires or []:
+                needed = Requirement(line)
+                if needed.marker is None or needed.marker.evaluate({"extra": extra}):
+                    todo.append(needed)
+    return [f"{name}=={version}" for name, version in sorted(pinned.items())]
+
+
+def stage(level: Level) -> Path:
+    """Write the level as a copier template under the state folder; commit and tag a change."""
+    root = state_dir() / "templates" / f"level{level.number}"
+    if root.exists():
+        for child in root.iterdir():
+            if child.is_dir() and child.name != ".git":
+                shutil.rmtree(child)
+            elif child.is_file():
+                child.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+    for part in ("common", f"level{level.number}"):
+        shutil.copytree(TEMPLATES / part, root, dirs_exist_ok=True)
+
+    files = level_files(level)
+    vendored = vendored_modules(files)
+    clash = {VENDORED_AS.get(m, m) + ".py" for m in vendored} & set(files)
+    if clash:
+        raise TemplateError(f"vendored modules would replace the level's own: {sorted(clash)}")
+    package = root / "{{ package_name }}"
+    for module in sorted(vendored):
+        there = VENDORED_AS.get(module, module)
+        files[f"{there}.py"] = REPO_ROOT / "shared" / f"{module}.py"
+        # The vendored modules' own tests come along, so the copy checks what it carries.
+        test = REPO_ROOT / "tests" / "shared" / f"test_{module}.py"
+        if test.is_file():
+            files[f"tests/test_{there}.py"] = test
+    for relative, source in files.items():
+        text = rewrite(source.read_text(), level, vendored)
+        target = package / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if PLACEHOLDER in text:
+            target.with_name(target.name + ".jinja").write_text(as_template(text))
+        else:
+            target.write_text(text)
+    for directory in [package, *[p for p in package.rglob("*") if p.is_dir()]]:
+        if not (directory / "__init__.py.jinja").exists():
+            (directory / "__init__.py").touch()
+
+    runtime, dev = dependencies(level)
+    (root / "requirements.lock").write_text("\n".join(lock_lines(runtime + dev)) + "\n")
+    fill(
+        root / "copier.yml",
+        LEVEL_NUMBER=str(level.number),
+        LEVEL_PACKAGE=level.package,
+        LEVEL_MAIN_TARGET=level.main_target,
+    )
+    fill(
+        root / "pyproject.toml.jinja",
+        RUNTIME_DEPENDENCIES="".join(f'  "{r}",\n' for r in runtime).rstrip("\n"),
+        DEV_DEPENDENCIES="".join(f'  "{r}",\n' for r in dev).rstrip("\n"),
+    )
+    commit(root)
+    return root
+
+
+def git(root: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "mlops-maturity-levels",
+        "GIT_AUTHOR_EMAIL": "template@localhost",
+        "GIT_COMMITTER_NAME": "mlops-maturity-levels",
+        "GIT_COMMITTER_EMAIL": "template@localhost",
+    }
+    done = subprocess.run(
+        ["git", "-C", str(root), *args], env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def commit(root: Path) -> None:
+    """One commit and tag (0.0.N) per change of the staged template: copier copies the latest
+    tag, and `copier update` diffs the tag a project came from against it."""
+    if not (root / ".git").exists():
+        git(root, "init", "--quiet", "--initial-branch=main")
+    git(root, "add", "--all")
+    if not git(root, "status", "--porcelain"):
+        return
+    git(root, "commit", "--quiet", "--no-verify", "--message", "staged from the levels")
+    count = git(root, "rev-list", "--count", "HEAD")
+    git(root, "tag", f"0.0.{count}")
+
+
+# --- Rendering: copier writes the project ------------------------------------------------------
+
+
+def generate(level_number: int, dest: Path, name: str | None = None) -> Path:
+    """Write (or, for a project this made, update) the standalone project at `dest`."""
+    import copier  # imported here: the levels themselves never need it
+
+    if level_number not in LEVELS:
+        raise TemplateError(f"LEVEL must be one of {sorted(LEVELS)}, not {level_number}")
+    level = LEVELS[level_number]
+    name = name or level.package
+    if not NAME_PATTERN.fullmatch(name):
+        raise TemplateError(
+            f"NAME {name!r} is not a package name: lowercase letters, digits and _, "
+            "starting with a letter"
+        )
+    dest = dest.expanduser().resolve()
+    if dest == REPO_ROOT or REPO_ROOT in dest.parents:
+        raise TemplateError(f"DEST {dest} is inside this repository; pick a folder outside it")
+    source = stage(level)
+    answers = dest / ".copier-answers.yml"
+    if answers.is_file():
+        # A project this made: bring it up to date with the level, keeping its own edits.
+        copier.run_update(
+            dest, data={"package_name": name}, defaults=True, overwrite=True, quiet=True
+        )
+        verb = "updated"
+    else:
+        if dest.exists() and any(dest.iterdir()):
+            raise TemplateError(f"DEST {dest} exists and is not empty; pick a new folder")
+        copier.run_copy(str(source), dest, data={"package_name": name}, defaults=True, quiet=True)
+        verb = "wrote"
+    tidy(dest)
+    print(f"template: {verb} level {level_number} as package {name!r} in {dest}")
+    print(f"template: next, `cd {dest} && make test` (it builds .venv from requirements.lock)")
+    return dest
+
+
+def tidy(dest: Path) -> None:
+    """Sort the renamed imports where the new name changed their order; format as ruff would."""
+    ruff = [sys.executable, "-m", "ruff"]
+    for command in (["check", "--select", "I", "--fix"], ["format"]):
+        subprocess.run([*ruff, *command, "--quiet", "--no-cache", "."], cwd=dest, check=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Copy one level out as a standalone project.")
+    parser.add_argument("--level", type=int, required=True, choices=sorted(LEVELS))
+    parser.add_argument("--dest", type=Path, required=True, help="a new folder outside the repo")
+    parser.add_argument("--name", help="the package name (default: the level's own)")
+    args = parser.parse_args(argv)
+    try:
+        generate(args.level, args.dest, args.name)
+    except TemplateError as error:
+        sys.exit(f"template: {error}")
+
+
+if __name__ == "__main__":
+    main()

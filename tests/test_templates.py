@@ -1,0 +1,275 @@
+"""Every level taken away as a starter (`make template`).
+
+The quick checks run in `make test`: what a copy holds, and that nothing in it reaches back into
+this repository. The copies' own suites are marked `templates` and run with
+`make test-templates` (and `.ci/run`): each level is generated outside the repository, builds
+its environment from its own lock, and must pass its own `make lint` and `make test` with an
+environment that knows nothing of this checkout.
+"""
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared import template
+from shared.contract import CLASSES, EXAMPLE_PAYLOAD
+from shared.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+COPY_TIMEOUT_S = 1500
+
+
+def generate(level: int, dest: Path, name: str | None = None) -> Path:
+    """Generate through the entry point people use."""
+    args = ["--level", str(level), "--dest", str(dest), *(["--name", name] if name else [])]
+    done = subprocess.run(
+        [sys.executable, "-m", "shared.template", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return dest
+
+
+def pins(lock: Path) -> set[str]:
+    return {line for line in lock.read_text().splitlines() if re.match(r"^[\w.-]+==", line)}
+
+
+def outside_env(home: Path) -> dict[str, str]:
+    """The environment of someone who never cloned this repository: no PYTHONPATH, none of our
+    Makefile's exports; the same HOME, so uv and pip reuse their download caches."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "UV_CACHE_DIR", "PIP_CACHE_DIR")
+    return {k: v for k, v in os.environ.items() if k in keep} | {"NO_COLOR": "1"}
+
+
+@pytest.fixture(scope="module", params=sorted(template.LEVELS), ids=lambda n: f"level{n}")
+def quick_copy(request, tmp_path_factory) -> tuple[int, Path]:
+    level = request.param
+    return level, generate(level, tmp_path_factory.mktemp(f"copy{level}") / "project")
+
+
+def test_a_copy_holds_a_standalone_project(quick_copy):
+    level, copy = quick_copy
+    package = copy / template.LEVELS[level].package
+
+    for name in ("pyproject.toml", "requirements.lock", "Makefile", "README.md", ".gitignore"):
+        assert (copy / name).is_file(), name
+    assert (copy / ".github" / "workflows" / "ci.yml").is_file()
+    assert (copy / "Dockerfile").is_file() == (level > 0)
+    assert (package / "contract.py").is_file() and (package / "dataset.py").is_file()
+    assert list((package / "tests").rglob("test_*.py"))
+
+
+def test_nothing_in_a_copy_refers_to_this_repository(quick_copy):
+    """No `shared` import, no path into this checkout (the copier answers file excepted: it names
+    the staged template, which is what `copier update` reads)."""
+    _, copy = quick_copy
+
+    for path in copy.rglob("*"):
+        if path.is_file() and path.name != ".copier-answers.yml":
+            text = path.read_text()
+            assert not re.search(r"^\s*(from|import) shared\b", text, re.M), path
+            assert str(ROOT) not in text, path
+            assert not re.search(r"\bmake level\d", text), path
+
+
+def test_a_copys_lock_pins_its_dependencies_at_our_versions(quick_copy):
+    """The copy's lock is a subset of ours (same versions), holds every direct dependency, and
+    level 1's leaves MLflow out (its benchmark against `mlflow models serve` stays here)."""
+    level, copy = quick_copy
+    lock = pins(copy / "requirements.lock")
+    names = {line.split("==")[0] for line in lock}
+
+    assert lock <= pins(ROOT / "requirements.lock")
+    runtime, dev = template.dependencies(template.LEVELS[level])
+    for requirement in runtime + dev:
+        name = re.match(r"[\w.-]+", requirement)[0].lower()
+        assert name in names, name
+    assert ("mlflow" in names) == (level == 2)
+    assert "copier" not in names
+
+
+def test_a_copys_make_targets_are_ours_under_plain_names(quick_copy):
+    """Each `levelN-x` target here is `x` there, `levelN` is the level's main target, and the
+    copy's CI workflow runs only targets its Makefile has."""
+    level, copy = quick_copy
+    ours = re.findall(rf"^level{level}(-[\w-]+)?:", (ROOT / "Makefile").read_text(), re.M)
+    theirs = set(re.findall(r"^([\w-]+):", (copy / "Makefile").read_text(), re.M))
+    main = template.LEVELS[level].main_target
+
+    expected = {suffix[1:] if suffix else main for suffix in ours} | {"test", "lint", "format"}
+    assert expected <= theirs
+    steps = re.findall(r"run: make ([\w-]+)", (copy / ".github" / "workflows" / "ci.yml").read_text())
+    assert steps[:2] == ["lint", "test"]
+    assert set(steps) <= theirs
+
+
+def test_a_name_must_be_a_package_name(tmp_path):
+    args = ["--level", "1", "--dest", str(tmp_path / "x"), "--name", "My-Service"]
+    done = subprocess.run(
+        [sys.executable, "-m", "shared.template", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+
+    assert done.returncode != 0
+    assert "not a package name" in done.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_copy_is_not_written_over_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+
+    with pytest.raises(template.TemplateError, match="not empty"):
+        template.generate(1, tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def git(path: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@localhost",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@localhost",
+    }
+    return subprocess.run(
+        ["git", "-C", str(path), *args], env=env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def test_generating_again_updates_the_copy_and_keeps_its_edits(tmp_path, monkeypatch):
+    """A later change of the template reaches a project with `copier update` (what running the
+    generator on it again does), merged with the project's own edits."""
+    monkeypatch.setenv("MLOPS_STATE_DIR", str(tmp_path / "state"))
+    templates = tmp_path / "templates"
+    shutil.copytree(template.TEMPLATES, templates)
+    monkeypatch.setattr(template, "TEMPLATES", templates)
+    copy = template.generate(1, tmp_path / "project", "penguins")
+    git(copy, "init", "--quiet")
+    git(copy, "add", "--all")
+    git(copy, "commit", "--quiet", "-m", "generated")
+    settings = copy / "penguins" / "settings.py"
+    settings.write_text(settings.read_text().replace("port: int = 8001", "port: int = 9001"))
+    git(copy, "commit", "--quiet", "-am", "our own port")
+
+    readme = templates / "level1" / "README.md.jinja"
+    readme.write_text(readme.read_text() + "\nA line the template gained later.\n")
+    template.generate(1, copy, "penguins")
+
+    assert "A line the template gained later." in (copy / "README.md").read_text()
+    assert "port: int = 9001" in settings.read_text()
+
+
+# --- The copies' own suites ---------------------------------------------------------------------
+
+
+def make(copy: Path, *targets: str, timeout: float = COPY_TIMEOUT_S) -> str:
+    started = time.monotonic()
+    done = subprocess.run(
+        ["make", *targets],
+        cwd=copy,
+        env=outside_env(copy),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    took = time.monotonic() - started
+    print(f"{copy.name}: make {' '.join(targets)}: {took:.0f} s")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return done.stdout
+
+
+@pytest.mark.templates
+@pytest.mark.timeout(COPY_TIMEOUT_S * 2)
+@pytest.mark.parametrize("level", sorted(template.LEVELS), ids=lambda n: f"level{n}")
+def test_a_copy_passes_its_own_lint_and_tests(level, tmp_path):
+    """Generated outside the repository, the copy builds its own .venv from its own lock and
+    passes its own `make lint` and `make test`; `make help` lists the level's targets."""
+    copy = generate(level, tmp_path / f"level{level}-starter")
+
+    help_text = make(copy, "help")
+    make(copy, "lint")
+    output = make(copy, "test")
+
+    assert template.LEVELS[level].main_target in help_text
+    assert re.search(r"\d+ passed", output) and " failed" not in output
+
+
+RANDOM_FOREST = """\
+def build_classifier(seed: int) -> ClassifierMixin:
+    \"\"\"A random forest instead of the logistic regression: the starter's first change.\"\"\"
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_estimators=50, random_state=seed)
+"""
+
+
+@contextlib.contextmanager
+def make_serve(copy: Path, port: int):
+    """`make serve` in the background until /ready answers; its process group stopped after."""
+    env = outside_env(copy) | {"LEVEL1_PORT": str(port)}
+    log = (copy.parent / "serve.log").open("w")
+    process = subprocess.Popen(
+        ["make", "serve"],
+        cwd=copy,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, (copy.parent / "serve.log").read_text()
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "the service did not get ready in 120 s"
+            time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        log.close()
+
+
+@pytest.mark.templates
+@pytest.mark.timeout(COPY_TIMEOUT_S)
+def test_a_renamed_level1_with_another_estimator_trains_serves_and_predicts(tmp_path):
+    """NAME set and the estimator swapped in its one place: train, hand off, serve, predict."""
+    copy = generate(1, tmp_path / "penguin-service", name="penguin_service")
+    model = copy / "penguin_service" / "model.py"
+    source = model.read_text()
+    recipe = re.search(r"def build_classifier\(.*?\n\n\n", source, re.S)[0]
+    model.write_text(source.replace(recipe, RANDOM_FOREST + "\n\n"))
+
+    make(copy, "train")
+    make(copy, "handoff")
+    with make_serve(copy, free_port()) as base_url:
+        prediction = httpx.post(f"{base_url}/predict", json=EXAMPLE_PAYLOAD, timeout=10)
+        card = httpx.get(f"{base_url}/model", timeout=10).json()
+
+    assert prediction.status_code == 200
+    body = prediction.json()
+    assert set(body["probabilities"]) == set(CLASSES)
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0)
+    assert card["serving_path"] == "pipeline"
+    assert "RandomForestClassifier" in str(card["parameters"])
