@@ -110,7 +110,9 @@ def test_a_copys_make_targets_are_ours_under_plain_names(quick_copy):
 
     expected = {suffix[1:] if suffix else main for suffix in ours} | {"test", "lint", "format"}
     assert expected <= theirs
-    steps = re.findall(r"run: make ([\w-]+)", (copy / ".github" / "workflows" / "ci.yml").read_text())
+    steps = re.findall(
+        r"run: make ([\w-]+)", (copy / ".github" / "workflows" / "ci.yml").read_text()
+    )
     assert steps[:2] == ["lint", "test"]
     assert set(steps) <= theirs
 
@@ -197,16 +199,24 @@ def make(copy: Path, *targets: str, timeout: float = COPY_TIMEOUT_S) -> str:
 @pytest.mark.parametrize("level", sorted(template.LEVELS), ids=lambda n: f"level{n}")
 def test_a_copy_passes_its_own_lint_and_tests(level, tmp_path):
     """Generated outside the repository, the copy builds its own .venv from its own lock and
-    passes its own `make lint` and `make test`; `make help` lists the level's targets."""
+    passes its own `make lint` and `make test`; `make help` lists the level's targets, and the
+    README's first steps run."""
     copy = generate(level, tmp_path / f"level{level}-starter")
 
     help_text = make(copy, "help")
     make(copy, "lint")
     output = make(copy, "test")
+    walkthrough = [make(copy, target) for target in FIRST_STEPS[level]]
 
-    assert template.LEVELS[level].main_target in help_text
+    assert all(f"  {target} " in help_text for target in ["test", "lint", *FIRST_STEPS[level]])
     assert re.search(r"\d+ passed", output) and " failed" not in output
+    assert all((copy / "state").glob("**/*")), "the first steps wrote nothing under state/"
+    assert EXPECTED_OUTPUT[level] in walkthrough[-1]
 
+
+# What each copy's README has people run first, after `make test`, and a line it prints.
+FIRST_STEPS = {0: ["run"], 1: ["train", "handoff"], 2: ["pipeline", "registry"]}
+EXPECTED_OUTPUT = {0: "macro F1", 1: "hand-off: model", 2: " champion "}
 
 RANDOM_FOREST = """\
 def build_classifier(seed: int) -> ClassifierMixin:
