@@ -25,8 +25,9 @@ export HYPOTHESIS_STORAGE_DIRECTORY := $(CURDIR)/state/hypothesis
 
 .PHONY: help
 help: ## List the targets, one line each
-	@awk 'BEGIN {FS = ":.*## "; printf "Usage: make <target>\n\n"} \
-	  /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@if [ -t 1 ] && [ -z "$$NO_COLOR" ]; then on='\033[36m'; off='\033[0m'; fi; \
+	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "; printf "Usage: make <target>\n\n"} \
+	  /^[a-zA-Z0-9_-]+:.*## / {printf "  %s%-16s%s %s\n", on, $$1, off, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): requirements.lock pyproject.toml
 	@echo ">> setting up $(VENV) from requirements.lock"

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
 
-from level1_devops.data import features_and_target, load_split
-from level1_devops.model import TRUSTED_TYPES, load_artifact
+from level1_devops.data import features_and_target, training_split
+from level1_devops.model import load_artifact, types_to_trust
 from level1_devops.settings import Settings
 from level1_devops.train import train
 from shared.contract import EXAMPLE_PAYLOAD
@@ -59,15 +59,14 @@ def in_process_load(pipeline, row: pd.DataFrame, concurrency: int, seconds: floa
 
 def export_to_mlflow(pipeline, directory: Path, seed: int) -> Path:
     """The same fitted pipeline in MLflow's format, answering probabilities like level 1."""
-    train_rows, _ = load_split(seed)
-    features, _ = features_and_target(train_rows)
+    features, _ = features_and_target(training_split(seed))
     path = directory / "mlflow-model"
     shutil.rmtree(path, ignore_errors=True)  # save_model refuses an existing folder
     mlflow.sklearn.save_model(
         pipeline,
         path,
         serialization_format="skops",
-        skops_trusted_types=TRUSTED_TYPES,
+        skops_trusted_types=types_to_trust(pipeline),
         pyfunc_predict_fn="predict_proba",
         signature=infer_signature(features, pipeline.predict_proba(features)),
         input_example=features.head(1),

@@ -4,6 +4,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from level1_devops.model import ModelCard
+from level1_devops.predict import ServingPath
 from shared.contract import CATEGORIES, CLASSES, RANGES, VALID_EXAMPLES
 
 MAX_BATCH_SIZE = 1000  # stated in the OpenAPI schema; a larger batch is a 422 naming `penguins`
@@ -75,3 +77,12 @@ class HealthPublic(BaseModel):
 class ReadyPublic(BaseModel):
     status: Literal["ready"]
     model_version: str
+
+
+class ModelPublic(ModelCard):
+    """The served model's card, and the path its predictions take."""
+
+    serving_path: ServingPath = Field(
+        description="`numpy`: the recipe's fast path; `pipeline`: the fitted pipeline's own "
+        "predict_proba, for any other estimator"
+    )

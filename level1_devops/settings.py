@@ -12,9 +12,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEVEL1_")
 
     state_dir: Path = Field(default_factory=lambda: state_dir() / "level1")
+    seed: int = 42
+
+    # The service.
     host: str = "127.0.0.1"  # loopback by default: exposing the service is a decision
     port: int = 8001
-    seed: int = 42
     # A larger body is refused with a 413 before it is read to the end.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # One line per request costs ~10% of throughput on this small model; off unless asked for.

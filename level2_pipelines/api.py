@@ -27,12 +27,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from level2_pipelines import registry
 from level2_pipelines.model import Lineage, ModelLoadError, load_version
-from level2_pipelines.predict import Predictor
+from level2_pipelines.predict import PipelinePredictor, Predictor, serving_predictor
 from level2_pipelines.schemas import (
     AdminActionPublic,
     BatchPredictionPublic,
     BatchRequest,
     ErrorPublic,
+    FieldError,
     HealthPublic,
     LineagePublic,
     PenguinFeatures,
@@ -51,7 +52,7 @@ MAX_RETRY_S = 60.0  # the longest wait between two attempts at a champion that f
 @dataclass(frozen=True)
 class ServedModel:
     lineage: Lineage
-    predictor: Predictor
+    predictor: Predictor | PipelinePredictor
 
     def predict(self, penguins: list[PenguinFeatures]) -> list[SpeciesPrediction]:
         probabilities = self.predictor.predict_proba([p.model_dump() for p in penguins])
@@ -66,9 +67,9 @@ class ServedModel:
 
 
 def load_served_model(client: MlflowClient, name: str, version: str) -> ServedModel:
-    """Load registry version `version`, ready for the fast prediction path."""
-    pipeline, lineage = load_version(client, name, version)
-    return ServedModel(lineage=lineage, predictor=Predictor.from_pipeline(pipeline))
+    """Load and verify registry version `version`, on its prediction path (`serving_path`)."""
+    pipeline, lineage = load_version(client, name, version)  # checks SHA-256 and fingerprint
+    return ServedModel(lineage=lineage, predictor=serving_predictor(pipeline))
 
 
 class ChampionFollower:
@@ -174,29 +175,34 @@ def _field_name(loc: tuple[int | str, ...]) -> str:
     return name.lstrip(".")
 
 
+def error_response(
+    status_code: int,
+    errors: list[FieldError],
+    detail: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """The project's error shape: one line naming every field (or `detail`), and the errors."""
+    detail = detail or "; ".join(f"{e.field}: {e.message}" for e in errors)
+    body = ErrorPublic(detail=detail, errors=errors).model_dump()
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
 async def validation_error_handler(_: Request, error: RequestValidationError) -> JSONResponse:
     errors = [
-        {"field": _field_name(tuple(e["loc"])), "message": e["msg"], "type": e["type"]}
+        FieldError(field=_field_name(tuple(e["loc"])), message=e["msg"], type=e["type"])
         for e in error.errors()
     ]
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return JSONResponse(ErrorPublic(detail=detail, errors=errors).model_dump(), status_code=422)
+    return error_response(422, errors)
 
 
 async def http_error_handler(_: Request, error: StarletteHTTPException) -> JSONResponse:
     """Every error in the project's shape (`detail` naming the field first, and `errors`)."""
-    detail, errors = str(error.detail), []
     # FastAPI answers a body that is not UTF-8, or nested too deeply for Python's JSON parser,
     # with a 400 "There was an error parsing the body" raised from the decoding error.
     if error.status_code == 400 and error.__cause__ is not None:
         message = f"cannot be read as UTF-8 JSON ({error.__cause__})"
-        detail = f"body: {message}"
-        errors = [{"field": "body", "message": message, "type": "json_invalid"}]
-    return JSONResponse(
-        ErrorPublic(detail=detail, errors=errors).model_dump(),
-        status_code=error.status_code,
-        headers=error.headers,
-    )
+        return error_response(400, [FieldError(field="body", message=message, type="json_invalid")])
+    return error_response(error.status_code, [], str(error.detail), error.headers)
 
 
 async def get_model(request: Request) -> ServedModel:
@@ -212,7 +218,10 @@ async def get_model(request: Request) -> ServedModel:
 
 
 ModelDep = Annotated[ServedModel, Depends(get_model)]
-EXAMPLES = {n: {"summary": n.replace("_", " "), "value": v} for n, v in VALID_EXAMPLES.items()}
+EXAMPLES = {
+    name: {"summary": name.replace("_", " "), "value": example}
+    for name, example in VALID_EXAMPLES.items()
+}
 WHY = {
     400: "The body could not be read (not UTF-8 JSON text)",
     401: "No admin bearer token, or the wrong one",
@@ -330,8 +339,10 @@ def create_app(settings: Settings | None = None, model: ServedModel | None = Non
 
     @app.get("/model", responses=documented(503))
     async def model_lineage(served: ModelDep) -> LineagePublic:
-        """The served model's registry version and lineage: run, commit, data, batch, flow run."""
-        return LineagePublic(**vars(served.lineage))
+        """The served model's registry version and lineage (run, commit, data, batch, flow run)
+        and the path its predictions take: `numpy` for the recipe, `pipeline` for any other
+        estimator."""
+        return LineagePublic(**vars(served.lineage), serving_path=served.predictor.path)
 
     @app.post("/admin/reload", responses=documented(401, 403, 409, 503))
     async def reload(request: Request, _: AdminDep) -> AdminActionPublic:

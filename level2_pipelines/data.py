@@ -1,9 +1,10 @@
-"""Ingest: the reference training rows, the held-out rows, and a new batch with an id.
+"""Data: the shared penguins, split the shared way, cut into features and target; and, new at
+level 2, the reference rows and a new batch with an id.
 
-The story of level 2: the model was first trained on the 2007-2008 birds of the shared training
-split; new birds arrive in batches (by default the 2009 birds of that split, or any CSV or
-Parquet file, or a simulated batch). The shared test split is never trained on: every model,
-candidate and champion alike, is judged on it.
+The shared test split is never trained on: every model, candidate and champion alike, is judged
+on those held-out rows. The story of level 2: the model was first trained on the 2007-2008
+birds of the shared training split; new birds arrive in batches (by default the 2009 birds of
+that split, or any CSV or Parquet file, or a simulated batch).
 """
 
 from dataclasses import dataclass
@@ -16,22 +17,32 @@ from shared.contract import FEATURES, TARGET
 from shared.data import data_checksum, load_penguins, split_by_year, split_train_test
 
 
+def training_split(seed: int) -> pd.DataFrame:
+    """The shared training split: every row a model may learn from."""
+    return split_train_test(load_penguins(), seed=seed)[0]
+
+
+def held_out_rows(seed: int) -> pd.DataFrame:
+    """The shared test split: never trained on, the rows every model is judged on."""
+    return split_train_test(load_penguins(), seed=seed)[1]
+
+
+def features_and_target(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """The model's inputs in contract order, and the species."""
+    return frame[list(FEATURES)], frame[TARGET]
+
+
+def reference_and_new_rows(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The training split cut by year: 2007-2008 (reference) and 2009 (the default batch)."""
+    return split_by_year(training_split(seed))
+
+
 @dataclass(frozen=True)
 class Batch:
     batch_id: str
     checksum: str  # SHA-256 of the batch's content
     source: str  # where it came from: a path, or "2009 rows"
     frame: pd.DataFrame
-
-
-def reference_and_new_rows(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The training split cut by year: 2007-2008 (reference) and 2009 (the default batch)."""
-    train, _ = split_train_test(load_penguins(), seed=seed)
-    return split_by_year(train)
-
-
-def held_out_rows(seed: int) -> pd.DataFrame:
-    return split_train_test(load_penguins(), seed=seed)[1]
 
 
 def read_batch_file(path: Path) -> pd.DataFrame:
@@ -47,7 +58,3 @@ def make_batch(frame: pd.DataFrame, source: str) -> Batch:
     checksum = data_checksum(frame)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     return Batch(batch_id=f"{stamp}-{checksum[:8]}", checksum=checksum, source=source, frame=frame)
-
-
-def features_and_target(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    return frame[list(FEATURES)], frame[TARGET]

@@ -16,7 +16,8 @@ from shared.contract import CATEGORIES, CLASSES
 
 
 def evaluate(pipeline: Pipeline, frame: pd.DataFrame) -> dict[str, float]:
-    """Flat metrics, as MLflow logs them: accuracy, macro F1, F1 per species and per island."""
+    """Flat metrics, one number per name: accuracy, macro F1, F1 per species and accuracy per
+    island."""
     features, target = features_and_target(frame)
     predicted = pd.Series(pipeline.predict(features), index=frame.index)
     per_class = f1_score(target, predicted, labels=list(CLASSES), average=None)

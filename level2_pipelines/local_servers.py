@@ -53,7 +53,7 @@ def commands(settings: Settings) -> dict[str, tuple[list[str], str]]:
                 "--backend-store-uri",
                 settings.resolved_tracking_uri,
                 "--default-artifact-root",
-                settings.artifacts_dir.resolve().as_uri(),
+                settings.mlflow_artifacts_dir.resolve().as_uri(),
             ],
             f"http://127.0.0.1:{settings.mlflow_ui_port}/health",
         ),

@@ -1,32 +1,53 @@
 """The model recipe (the same as levels 0 and 1) and how it is stored: as an MLflow model.
 
+Another estimator is a change in one place, `build_classifier` (and, if its file needs them,
+`TRUSTED_TYPES` beside it); the rest of the level follows.
+
 The file inside is skops, as at level 1, and no other format is ever loaded. A registry version
 is served only if its MLmodel says skops with no types trusted beyond `TRUSTED_TYPES`, its file
-has the SHA-256 recorded when it was registered, and its fitted numbers have the recorded
-fingerprint. The file is read with skops directly, trusting `TRUSTED_TYPES` whatever the
-metadata says; MLflow's own loaders are switched off (`tracking.connect`), a second fence.
+has the SHA-256 recorded when it was registered, and the model has the recorded fingerprint.
+The file is read with skops directly, trusting `TRUSTED_TYPES` whatever the metadata says;
+MLflow's own loaders are switched off (`tracking.connect`), a second fence.
 """
 
 import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow.artifacts
 import skops.io as sio
 from mlflow import MlflowClient
 from mlflow.models import Model
+from sklearn.base import ClassifierMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from level2_pipelines.predict import Predictor
+from level2_pipelines.predict import serving_predictor
 from shared.contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
-# skops trusts scikit-learn's own estimators by default; these are the remaining types this
-# recipe's file holds (found with `skops.io.get_untrusted_types`). Anything else is refused.
+# --- Swap the estimator here: `build_classifier` is the one place to change. ------------------
+# Any scikit-learn classifier with `predict_proba` then trains, is evaluated and recorded with
+# its own parameters, and is served: the service keeps its fast numpy path for the recipe and
+# answers with the pipeline's own `predict_proba` for anything else (see predict.py).
+# Its skops file may hold types skops does not trust by default; saving it stops and names
+# them. Add those, and only those, to TRUSTED_TYPES below. `skops.io.get_untrusted_types`
+# (scikit-learn 1.9, skops 0.16) finds: RandomForestClassifier, ExtraTreesClassifier and
+# GradientBoostingClassifier need "sklearn.tree._tree.Tree"; HistGradientBoostingClassifier
+# needs "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor".
+
+
+def build_classifier(seed: int) -> ClassifierMixin:
+    """The estimator at the end of the pipeline, e.g. RandomForestClassifier(random_state=seed)."""
+    return LogisticRegression(max_iter=1000, random_state=seed)
+
+
+# skops trusts scikit-learn's own estimators by default; these are the remaining types the
+# model file may hold (the recipe's holds only numpy.dtype). Anything else is refused.
 TRUSTED_TYPES = ["numpy.dtype"]
 
 
@@ -50,16 +71,47 @@ def build_pipeline(seed: int) -> Pipeline:
             ("categorical", categorical, list(CATEGORICAL_FEATURES)),
         ]
     )
-    return Pipeline(
-        [
-            ("preprocess", preprocess),
-            ("classifier", LogisticRegression(max_iter=1000, random_state=seed)),
-        ]
-    )
+    return Pipeline([("preprocess", preprocess), ("classifier", build_classifier(seed))])
+
+
+def classifier_parameters(pipeline: Pipeline) -> dict[str, Any]:
+    """The estimator's class and parameters, read from the estimator itself, named as
+    `pipeline.get_params()` names them (`classifier__C`); a value that is not a plain scalar
+    is written as its repr."""
+    name, classifier = pipeline.steps[-1]
+    parameters: dict[str, Any] = {name: type(classifier).__name__}
+    for key, value in sorted(classifier.get_params(deep=False).items()):
+        plain = value is None or isinstance(value, str | int | float | bool)
+        parameters[f"{name}__{key}"] = value if plain else repr(value)
+    return parameters
+
+
+def fingerprint(pipeline: Pipeline) -> str:
+    """What training records and loading checks: the SHA-256 of the fitted numbers for the
+    recipe, of the probabilities on a fixed probe batch for any other pipeline (predict.py)."""
+    return serving_predictor(pipeline).fingerprint()
+
+
+def types_to_trust(pipeline: Pipeline) -> list[str]:
+    """The types beyond scikit-learn's own that the pipeline's skops file holds, all of them in
+    TRUSTED_TYPES; ValueError naming any that is not, and where to add it."""
+    needed = sio.get_untrusted_types(data=sio.dumps(pipeline))
+    missing = sorted(set(needed) - set(TRUSTED_TYPES))
+    if missing:
+        raise ValueError(
+            f"the {type(pipeline.steps[-1][1]).__name__} model file holds types skops does not "
+            f"trust by default: {missing}; if your estimator needs them, add them to "
+            f"TRUSTED_TYPES in {__name__.replace('.', '/')}.py"
+        )
+    return sorted(needed)
 
 
 class ModelLoadError(RuntimeError):
     """A registry version cannot be served: the message names it and the problem."""
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -75,15 +127,6 @@ class Lineage:
     flow_run_id: str
     trained_at: str
     metrics: dict[str, float]
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def fingerprint(pipeline: Pipeline) -> str:
-    """SHA-256 of the fitted numbers (equal fingerprints, equal predictions)."""
-    return Predictor.from_pipeline(pipeline).fingerprint()
 
 
 def read_skops_file(model_dir: Path, label: str) -> tuple[Path, str]:
@@ -113,7 +156,7 @@ def read_skops_file(model_dir: Path, label: str) -> tuple[Path, str]:
 
 def load_version(client: MlflowClient, name: str, version: str) -> tuple[Pipeline, Lineage]:
     """Load registry version `name`/`version` with its lineage, refusing any file that is not
-    skops, not the one registered (SHA-256) or not the fitted model registered (fingerprint)."""
+    skops, not the one registered (SHA-256) or not the model registered (fingerprint)."""
     label = f"{name} v{version}"
     try:
         model_version = client.get_model_version(name, version)
@@ -141,11 +184,11 @@ def load_version(client: MlflowClient, name: str, version: str) -> tuple[Pipelin
     try:
         actual = fingerprint(pipeline)
     except ValueError as error:
-        raise ModelLoadError(f"{label}: {error}") from None
+        raise ModelLoadError(f"{label} cannot be served: {error}") from None
     if actual != tags.get("fingerprint"):
         raise ModelLoadError(
-            f"{label}: its fitted numbers have fingerprint {actual}, the registry recorded "
-            f"{tags.get('fingerprint', 'none')}"
+            f"{label} is not the model the registry recorded: its fingerprint is {actual}, "
+            f"the registry recorded {tags.get('fingerprint', 'none')}"
         )
     return pipeline, Lineage(
         name=name,

@@ -44,10 +44,10 @@ from level2_pipelines.data import (
 from level2_pipelines.deploy import follow_in_service
 from level2_pipelines.evaluate import Verdict, evaluate, judge
 from level2_pipelines.model import Lineage, ModelLoadError, load_version
-from level2_pipelines.predict import Predictor
+from level2_pipelines.predict import serving_predictor
 from level2_pipelines.settings import Settings
 from level2_pipelines.tracking import connect
-from level2_pipelines.train import Candidate, fit, git_commit, log_training, training_rows
+from level2_pipelines.train import Candidate, fit, git_commit, record_training, training_rows
 from level2_pipelines.validate import validate_frame
 from shared.contract import EXPECTED_SPECIES, INVALID_EXAMPLES, VALID_EXAMPLES
 from shared.data import data_checksum
@@ -189,7 +189,9 @@ def train(
         "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
     }
     with clock.measure("mlflow", "train"):
-        return log_training(run_id, pipeline, training, held_out, metrics, settings.seed, lineage)
+        return record_training(
+            run_id, pipeline, training, held_out, metrics, settings.seed, lineage
+        )
 
 
 @stage(name="evaluate")
@@ -244,7 +246,7 @@ def smoke_test(candidate: Candidate, settings: Settings) -> list[str]:
         metrics={},
     )
     app = create_app(
-        settings, ServedModel(lineage=stub, predictor=Predictor.from_pipeline(candidate.pipeline))
+        settings, ServedModel(lineage=stub, predictor=serving_predictor(candidate.pipeline))
     )
 
     async def probe() -> list[str]:

@@ -4,6 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from level2_pipelines.predict import ServingPath
 from shared.contract import CATEGORIES, CLASSES, RANGES, VALID_EXAMPLES
 
 MAX_BATCH_SIZE = 1000  # stated in the OpenAPI schema; a larger batch is a 422 naming `penguins`
@@ -92,6 +93,10 @@ class LineagePublic(BaseModel):
     flow_run_id: str = Field(description="The Prefect flow run that trained and promoted it")
     trained_at: str
     metrics: dict[str, float]
+    serving_path: ServingPath = Field(
+        description="`numpy`: the recipe's fast path; `pipeline`: the fitted pipeline's own "
+        "predict_proba, for any other estimator"
+    )
 
 
 class AdminActionPublic(BaseModel):

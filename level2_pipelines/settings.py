@@ -38,13 +38,15 @@ class Settings(BaseSettings):
     work_pool: str | None = None  # where published deployments run; None: a serving runner
 
     # The service.
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # loopback by default: exposing the service is a decision
     port: int = 8002
     poll_seconds: float = Field(default=1.0, gt=0)  # how often it asks who is champion
     # Unset: the service makes a random one in `admin_token_file` (mode 0600), where the
     # pipeline and the registry commands on this machine read it. Set it to share across hosts.
     admin_token: SecretStr | None = None
+    # A larger body is refused with a 413 before it is read to the end.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # One line per request costs ~10% of throughput on this small model; off unless asked for.
     access_log: bool = False
 
     # The workshop's local servers (`make level2-up`).
@@ -90,7 +92,8 @@ class Settings(BaseSettings):
         return self.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
 
     @property
-    def artifacts_dir(self) -> Path:
+    def mlflow_artifacts_dir(self) -> Path:
+        """Where a local MLflow store keeps run artifacts and model files (not a server's)."""
         return self.state_dir / "mlartifacts"
 
     @property

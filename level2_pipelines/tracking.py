@@ -22,7 +22,7 @@ def connect(settings: Settings) -> MlflowClient:
         local = settings.tracking_uri is None
         client.create_experiment(
             settings.experiment,
-            artifact_location=settings.artifacts_dir.resolve().as_uri() if local else None,
+            artifact_location=settings.mlflow_artifacts_dir.resolve().as_uri() if local else None,
         )
     mlflow.set_experiment(settings.experiment)
     return client

@@ -1,6 +1,10 @@
-"""Train: fit the recipe on the reference rows plus the new batch, and record the run in MLflow
-with its parameters, metrics, model (signature and input example), a confusion matrix and the
-lineage tags that let anyone trace a served model back to its code and data."""
+"""Train: fit the recipe on the reference rows plus the new batch, and record it in the
+pipeline's MLflow run: parameters, held-out metrics, the model (with its signature), a confusion
+matrix, and the lineage tags that let anyone trace a served model back to its code and data.
+
+The pipeline's `train` stage (pipeline.py) runs these: training_rows -> fit -> evaluate ->
+record_training.
+"""
 
 import subprocess
 import tempfile
@@ -19,7 +23,13 @@ from sklearn.metrics import ConfusionMatrixDisplay
 from sklearn.pipeline import Pipeline
 
 from level2_pipelines.data import features_and_target
-from level2_pipelines.model import TRUSTED_TYPES, build_pipeline, fingerprint, read_skops_file
+from level2_pipelines.model import (
+    build_pipeline,
+    classifier_parameters,
+    fingerprint,
+    read_skops_file,
+    types_to_trust,
+)
 from shared.contract import CLASSES
 from shared.data import COLUMNS
 
@@ -70,7 +80,7 @@ def confusion_figure(pipeline: Pipeline, held_out: pd.DataFrame) -> Figure:
     return figure
 
 
-def log_training(
+def record_training(
     run_id: str,
     pipeline: Pipeline,
     training: pd.DataFrame,
@@ -79,21 +89,19 @@ def log_training(
     seed: int,
     lineage: dict[str, str],
 ) -> Candidate:
-    """Record parameters, metrics, figure, model and lineage tags in the pipeline's MLflow run.
-    `lineage` must hold `data_checksum`, the checksum of `training`. The lineage returned adds
-    the SHA-256 of the model file as logged and the fingerprint of its fitted numbers, which
-    the loader checks before serving it."""
+    """Record parameters (the estimator's own included), metrics, figure, model and lineage
+    tags in the pipeline's MLflow run. `lineage` must hold `data_checksum`, the checksum of
+    `training`. The lineage returned adds the SHA-256 of the model file as logged and its
+    fingerprint, which the loader checks before serving it."""
     features, _ = features_and_target(training)
-    classifier = pipeline.named_steps["classifier"]
+    trusted = types_to_trust(pipeline)  # before the run: a model that cannot load is not logged
     with mlflow.start_run(run_id=run_id):
         mlflow.log_params(
             {
                 "seed": seed,
                 "training_rows": len(training),
                 "held_out_rows": len(held_out),
-                "classifier": type(classifier).__name__,
-                "C": classifier.C,
-                "max_iter": classifier.max_iter,
+                **classifier_parameters(pipeline),
             }
         )
         mlflow.log_metrics(metrics)
@@ -102,7 +110,7 @@ def log_training(
             pipeline,
             name="model",
             serialization_format="skops",
-            skops_trusted_types=TRUSTED_TYPES,
+            skops_trusted_types=trusted,
             # No input example: MLflow would validate it by loading the model with its own
             # loader, which level 2 switches off (the smoke test serves the candidate instead).
             signature=infer_signature(features, pipeline.predict_proba(features)),

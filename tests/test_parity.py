@@ -5,8 +5,8 @@ import pickle
 import numpy as np
 import pytest
 
-from level1_devops.model import load_artifact
-from level1_devops.predict import Predictor
+from level1_devops.model import fingerprint, load_artifact
+from level1_devops.predict import serving_predictor
 from level2_pipelines import registry
 from level2_pipelines.model import load_version
 from level2_pipelines.settings import Settings as Level2Settings
@@ -80,4 +80,9 @@ def test_level0_and_level1_fitted_the_same_numbers(level0_model, level1_model_di
     """Level 0's pickle has the fingerprint written on level 1's card: the same fitted model."""
     card = load_artifact(level1_model_dir)[1]
 
-    assert Predictor.from_pipeline(level0_model).fingerprint() == card.fingerprint
+    assert fingerprint(level0_model) == card.fingerprint
+
+
+def test_level0_model_is_the_recipe_level1_serves_fast(level0_model):
+    """Level 0's pickle is the recipe exactly: level 1 would serve it on its numpy path."""
+    assert serving_predictor(level0_model).path == "numpy"

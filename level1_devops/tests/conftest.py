@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from level1_devops.api import ServedModel, create_app, load_served_model
-from level1_devops.data import load_split
+from level1_devops.data import held_out_rows
 from level1_devops.model import ModelCard, load_artifact
 from level1_devops.settings import Settings
 from level1_devops.train import train
@@ -33,8 +33,8 @@ def pipeline(model_dir):
 
 
 @pytest.fixture(scope="session")
-def test_rows():
-    return load_split(SEED)[1]
+def held_out():
+    return held_out_rows(SEED)
 
 
 @pytest.fixture(scope="session")

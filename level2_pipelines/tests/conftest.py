@@ -21,7 +21,7 @@ from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 from level2_pipelines.api import ServedModel, create_app  # noqa: E402
 from level2_pipelines.data import features_and_target, reference_and_new_rows  # noqa: E402
 from level2_pipelines.model import build_pipeline  # noqa: E402
-from level2_pipelines.predict import Predictor  # noqa: E402
+from level2_pipelines.predict import serving_predictor  # noqa: E402
 from level2_pipelines.settings import Settings  # noqa: E402
 from level2_pipelines.tests.helpers import LINEAGE, log_candidate  # noqa: E402
 from level2_pipelines.tracking import connect  # noqa: E402
@@ -59,7 +59,7 @@ def client(tmp_path_factory):
     """The service over one fixed model (no registry), admin token "s3cret"."""
     reference, _ = reference_and_new_rows(42)
     pipeline = build_pipeline(42).fit(*features_and_target(reference))
-    model = ServedModel(lineage=LINEAGE, predictor=Predictor.from_pipeline(pipeline))
+    model = ServedModel(lineage=LINEAGE, predictor=serving_predictor(pipeline))
     settings = Settings(state_dir=tmp_path_factory.mktemp("api"), admin_token="s3cret")
     with TestClient(create_app(settings, model)) as test_client:
         yield test_client

@@ -11,7 +11,7 @@ from level2_pipelines.data import held_out_rows, reference_and_new_rows
 from level2_pipelines.evaluate import evaluate
 from level2_pipelines.model import Lineage
 from level2_pipelines.settings import Settings
-from level2_pipelines.train import Candidate, fit, log_training, training_rows
+from level2_pipelines.train import Candidate, fit, record_training, training_rows
 from shared.data import data_checksum
 
 # The lineage of a made-up registry version, for a service that serves one fixed model.
@@ -28,15 +28,16 @@ LINEAGE = Lineage(
 )
 
 
-def training_split(settings: Settings) -> pd.DataFrame:
-    """All of the shared training split: the reference rows plus the 2009 birds."""
+def all_training_rows(settings: Settings) -> pd.DataFrame:
+    """All of the shared training split as the pipeline puts it together: the reference rows
+    plus the 2009 birds."""
     reference, new_rows = reference_and_new_rows(settings.seed)
     return training_rows(reference, new_rows)
 
 
 def log_candidate(settings: Settings, training: pd.DataFrame | None = None) -> Candidate:
     """Fit the recipe and log it as the pipeline's train stage does, in a run of its own."""
-    training = training_split(settings) if training is None else training
+    training = all_training_rows(settings) if training is None else training
     pipeline = fit(training, settings.seed)
     held_out = held_out_rows(settings.seed)
     client = MlflowClient()
@@ -50,7 +51,7 @@ def log_candidate(settings: Settings, training: pd.DataFrame | None = None) -> C
         "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
     }
     metrics = evaluate(pipeline, held_out)
-    return log_training(run.info.run_id, pipeline, training, held_out, metrics, 42, lineage)
+    return record_training(run.info.run_id, pipeline, training, held_out, metrics, 42, lineage)
 
 
 def add_version(settings: Settings, candidate: Candidate, **tags: str) -> str:

@@ -131,6 +131,16 @@ def test_ready_names_the_loaded_model(client, card):
     assert response.json() == {"status": "ready", "model_version": card.version}
 
 
+def test_ready_without_a_model_is_503(tmp_path):
+    """A service with no model loaded is alive but not ready, and says why."""
+    app = create_app(Settings(state_dir=tmp_path))  # lifespan not run: nothing loaded
+
+    response = TestClient(app).get("/ready")
+
+    assert response.status_code == 503
+    assert response.json()["detail"].startswith("model:")
+
+
 def test_model_returns_the_card(client, card):
     """GET /model returns the model card, provenance and metrics included."""
     body = client.get("/model").json()
@@ -138,6 +148,19 @@ def test_model_returns_the_card(client, card):
     assert body["version"] == card.version
     assert body["data_checksum"] == card.data_checksum
     assert body["metrics"] == card.metrics
+
+
+def test_model_names_the_numpy_path_for_the_recipe(client):
+    """GET /model says the recipe is served by the fast numpy path."""
+    assert client.get("/model").json()["serving_path"] == "numpy"
+
+
+def test_openapi_documents_the_serving_path(client):
+    """The /model response schema documents `serving_path` and its two values."""
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["ModelPublic"]
+
+    assert schema["properties"]["serving_path"]["enum"] == ["numpy", "pipeline"]
+    assert "serving_path" in schema["required"]
 
 
 def test_openapi_docs_carry_the_examples(client):
@@ -156,11 +179,11 @@ def test_openapi_docs_carry_the_examples(client):
 @pytest.mark.parametrize(
     ("method", "path", "statuses"),
     [
-        ("post", "/predict", {"400", "413", "422"}),
-        ("post", "/predict/batch", {"400", "413", "422"}),
+        ("post", "/predict", {"400", "413", "422", "503"}),
+        ("post", "/predict/batch", {"400", "413", "422", "503"}),
         ("get", "/health", {"413"}),
         ("get", "/ready", {"413", "503"}),
-        ("get", "/model", {"413"}),
+        ("get", "/model", {"413", "503"}),
     ],
 )
 def test_openapi_documents_every_error_status(client, method, path, statuses):

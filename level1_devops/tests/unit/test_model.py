@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import skops.io as sio
-from sklearn.naive_bayes import GaussianNB
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.svm import LinearSVC
 
 from level1_devops.model import (
     CARD_FILE,
@@ -55,13 +56,13 @@ def test_pipeline_ignores_unknown_island(pipeline):
     assert pipeline.predict_proba(row).sum() == pytest.approx(1.0)
 
 
-def test_save_and_load_model_round_trip(pipeline, tmp_path, test_rows):
+def test_save_and_load_model_round_trip(pipeline, tmp_path, held_out):
     """A skops round trip gives back a model with identical predictions."""
     save_model(pipeline, tmp_path / MODEL_FILE)
 
     loaded = load_model(tmp_path / MODEL_FILE)
 
-    features = test_rows[list(FEATURES)]
+    features = held_out[list(FEATURES)]
     np.testing.assert_array_equal(loaded.predict_proba(features), pipeline.predict_proba(features))
 
 
@@ -125,14 +126,27 @@ def test_load_artifact_refuses_a_card_with_another_fingerprint(model_copy, card)
         load_artifact(model_copy)
 
 
-def test_load_artifact_refuses_a_pipeline_that_is_not_the_recipe(card, tmp_path, test_rows):
-    """A loadable model of another recipe is refused with one line naming the path."""
+def test_load_artifact_refuses_a_pipeline_without_probabilities(card, tmp_path, held_out):
+    """A loadable model that cannot answer probabilities is refused with one line naming it."""
     other = build_pipeline(seed=0)
-    other.steps[-1] = ("classifier", GaussianNB())
-    other.fit(test_rows[list(FEATURES)], test_rows[TARGET])
+    other.steps[-1] = ("classifier", LinearSVC())
+    other.fit(held_out[list(FEATURES)], held_out[TARGET])
     write_artifact(
         other, tmp_path, **card.model_dump(exclude={"name", "version", "artifact_sha256"})
     )
 
-    with pytest.raises(ModelLoadError, match=f"{MODEL_FILE} cannot be served: not the recipe"):
+    with pytest.raises(ModelLoadError, match=f"{MODEL_FILE} cannot be served: .*no predict_proba"):
         load_artifact(tmp_path)
+
+
+def test_save_model_refuses_a_model_needing_untrusted_types(held_out, tmp_path):
+    """A model whose file needs types beyond TRUSTED_TYPES is not written; the error names the
+    types and where to add them."""
+    forest = build_pipeline(seed=0)
+    forest.steps[-1] = ("classifier", RandomForestClassifier(n_estimators=2, random_state=0))
+    forest.fit(held_out[list(FEATURES)], held_out[TARGET])
+
+    with pytest.raises(ValueError, match=r"\['sklearn.tree._tree.Tree'\].*TRUSTED_TYPES in"):
+        save_model(forest, tmp_path / MODEL_FILE)
+
+    assert not (tmp_path / MODEL_FILE).exists()

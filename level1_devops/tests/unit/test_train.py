@@ -2,9 +2,8 @@
 
 import re
 
-from level1_devops.data import load_split
-from level1_devops.model import MODEL_FILE, sha256_file
-from level1_devops.predict import Predictor
+from level1_devops.data import held_out_rows, training_split
+from level1_devops.model import MODEL_FILE, fingerprint, sha256_file
 from level1_devops.train import train
 from shared.data import data_checksum, load_penguins
 from shared.simulate import Corruption, simulate_batch
@@ -18,15 +17,13 @@ def test_card_describes_the_artifact(model_dir, card):
 
 def test_card_data_checksum_is_the_training_rows(card):
     """The card's data checksum is the checksum of exactly the rows trained on."""
-    train_rows = load_split(42)[0]
-
-    assert card.data_checksum == data_checksum(train_rows)
+    assert card.data_checksum == data_checksum(training_split(42))
 
 
-def test_card_data_checksum_ignores_the_test_rows(card, tmp_path, monkeypatch):
+def test_card_data_checksum_ignores_the_held_out_rows(card, tmp_path, monkeypatch):
     """Changing only held-out rows leaves the data checksum as it was: they are not trained on."""
     penguins = load_penguins()
-    penguins.loc[load_split(42)[1].index, "body_mass_g"] += 1.0
+    penguins.loc[held_out_rows(42).index, "body_mass_g"] += 1.0
     monkeypatch.setattr("level1_devops.data.load_penguins", lambda: penguins)
 
     again = train(tmp_path, seed=42)
@@ -47,9 +44,18 @@ def test_card_records_provenance_and_metrics(card):
     """The card holds the commit, parameters and held-out metrics."""
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", card.git_commit)
     assert card.parameters["seed"] == 42
-    assert card.parameters["test_rows"] == 69
+    assert card.parameters["held_out_rows"] == 69
     assert 0.0 <= card.metrics["macro_f1"] <= 1.0
-    assert set(card.metrics["f1_per_class"]) == {"Adelie", "Chinstrap", "Gentoo"}
+    assert {"f1_Adelie", "f1_Chinstrap", "f1_Gentoo"} <= set(card.metrics)
+
+
+def test_card_records_the_estimator_s_own_parameters(pipeline, card):
+    """The card's classifier parameters are read from the fitted estimator, not written by hand."""
+    classifier = pipeline.named_steps["classifier"]
+
+    assert card.parameters["classifier"] == type(classifier).__name__
+    assert card.parameters["classifier__C"] == classifier.C
+    assert card.parameters["classifier__max_iter"] == classifier.max_iter
 
 
 def test_train_twice_gives_the_same_model(card, tmp_path):
@@ -62,7 +68,7 @@ def test_train_twice_gives_the_same_model(card, tmp_path):
 
 def test_card_fingerprint_is_the_models(pipeline, card):
     """The fingerprint on the card is the one computed from the fitted model."""
-    assert Predictor.from_pipeline(pipeline).fingerprint() == card.fingerprint
+    assert fingerprint(pipeline) == card.fingerprint
 
 
 def test_train_with_a_new_batch_trains_on_it_unchecked(tmp_path):
@@ -72,5 +78,5 @@ def test_train_with_a_new_batch_trains_on_it_unchecked(tmp_path):
 
     card = train(tmp_path / "model", seed=42, new_batch=tmp_path / "batch.csv")
 
-    assert card.parameters["train_rows"] == 275 + 50
+    assert card.parameters["training_rows"] == 275 + 50
     assert card.parameters["new_batch"] == str(tmp_path / "batch.csv")

@@ -9,7 +9,7 @@ import uvicorn
 
 from level2_pipelines.api import ServedModel, create_app
 from level2_pipelines.deploy import follow_in_service
-from level2_pipelines.predict import Predictor
+from level2_pipelines.predict import serving_predictor
 from level2_pipelines.settings import Settings
 from level2_pipelines.tests.helpers import LINEAGE
 from shared.servers import free_port
@@ -22,7 +22,7 @@ def service(tmp_path_factory, candidate):
     settings = Settings(
         state_dir=tmp_path_factory.mktemp("deploy"), admin_token="the-service-s-token", port=port
     )
-    model = ServedModel(lineage=LINEAGE, predictor=Predictor.from_pipeline(candidate.pipeline))
+    model = ServedModel(lineage=LINEAGE, predictor=serving_predictor(candidate.pipeline))
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings, model), host="127.0.0.1", port=port, log_level="error")
     )

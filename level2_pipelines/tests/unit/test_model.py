@@ -1,6 +1,6 @@
 """Only safe model files load: skops, trusting no more than TRUSTED_TYPES, the file and the
-fitted numbers the registry recorded. Anything else is refused, naming the version, and its
-code never runs."""
+model (its fingerprint) the registry recorded. Anything else is refused, naming the version,
+and its code never runs."""
 
 from pathlib import Path
 
@@ -73,11 +73,11 @@ def test_load_version_refuses_a_file_that_is_not_the_one_registered(settings, ca
         load_version(MlflowClient(), settings.model_name, version)
 
 
-def test_load_version_refuses_fitted_numbers_that_are_not_the_ones_registered(settings, candidate):
-    """A version whose fitted numbers' fingerprint differs from the one recorded is refused."""
+def test_load_version_refuses_a_model_that_is_not_the_one_registered(settings, candidate):
+    """A version whose fingerprint differs from the one recorded is refused, naming both."""
     version = add_version(settings, candidate, fingerprint="f" * 64)
 
-    with pytest.raises(ModelLoadError, match=f"v{version}: its fitted numbers have fingerprint"):
+    with pytest.raises(ModelLoadError, match=f"v{version} is not the model .*recorded f{{64}}"):
         load_version(MlflowClient(), settings.model_name, version)
 
 

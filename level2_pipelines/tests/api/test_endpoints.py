@@ -45,6 +45,19 @@ def test_model_shows_the_lineage(client):
     assert body["flow_run_id"] == "flow-run"
 
 
+def test_model_names_the_numpy_path_for_the_recipe(client):
+    """GET /model says the recipe is served by the fast numpy path."""
+    assert client.get("/model").json()["serving_path"] == "numpy"
+
+
+def test_openapi_documents_the_serving_path(client):
+    """The /model response schema documents `serving_path` and its two values."""
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["LineagePublic"]
+
+    assert schema["properties"]["serving_path"]["enum"] == ["numpy", "pipeline"]
+    assert "serving_path" in schema["required"]
+
+
 @pytest.mark.parametrize("path", ["/admin/reload", "/admin/rollback"])
 def test_admin_without_token_is_401(client, path):
     """Admin actions without a bearer token are refused."""
