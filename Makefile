@@ -173,7 +173,7 @@ template: $(STAMP) ## Copy one level out as a standalone project: LEVEL=0|1|2 DE
 
 .PHONY: test-templates
 test-templates: $(STAMP) ## Generate each level, build its own environment, run its make lint and test (minutes)
-	$(PY) -m pytest -m templates tests/test_templates.py
+	$(PY) -m pytest -m templates --durations=0 tests/test_templates.py
 
 .PHONY: bench
 bench: $(STAMP) ## Serving speed: level 1 vs mlflow models serve vs in-process, c=1/8/32
