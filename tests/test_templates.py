@@ -46,6 +46,28 @@ def pins(lock: Path) -> set[str]:
     return {line for line in lock.read_text().splitlines() if re.match(r"^[\w.-]+==", line)}
 
 
+def can_hide_the_repository() -> bool:
+    """Whether this machine lets us run a command in a private mount namespace (Linux, root)."""
+    probe = ["unshare", "-m", "--propagation", "private", "mount", "-t", "tmpfs", "none", "/mnt"]
+    with contextlib.suppress(OSError):
+        return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
+    return False
+
+
+HIDE_REPOSITORY = can_hide_the_repository()
+
+
+def out_of_reach(command: list[str]) -> list[str]:
+    """`command` run with this repository's folder covered by an empty one, where the machine
+    allows it: a copy that still reached for a file here would fail. Elsewhere the environment
+    alone keeps it out (`outside_env`), and the test says so."""
+    if not HIDE_REPOSITORY:
+        print("the repository stays visible here (no private mount namespace); env only")
+        return command
+    hide = 'mount -t tmpfs none "$0" && exec "$@"'
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", hide, str(ROOT), *command]
+
+
 def outside_env() -> dict[str, str]:
     """The environment of someone who never cloned this repository: no PYTHONPATH, none of the
     variables our Makefile exports or our levels read; the rest (HOME and its download caches,
@@ -185,7 +207,7 @@ def test_generating_again_updates_the_copy_and_keeps_its_edits(tmp_path, monkeyp
 def make(copy: Path, *targets: str, timeout: float = COPY_TIMEOUT_S) -> str:
     started = time.monotonic()
     done = subprocess.run(
-        ["make", *targets],
+        out_of_reach(["make", *targets]),
         cwd=copy,
         env=outside_env(),
         capture_output=True,
@@ -212,6 +234,9 @@ def test_a_copy_passes_its_own_lint_and_tests(level, tmp_path):
     output = make(copy, "test")
     walkthrough = [make(copy, target) for target in FIRST_STEPS[level]]
 
+    if HIDE_REPOSITORY:  # what the copy's commands saw of this checkout: nothing
+        seen = subprocess.run(out_of_reach(["ls", "-A", str(ROOT)]), capture_output=True, text=True)
+        assert seen.returncode == 0 and seen.stdout == ""
     assert all(f"  {target} " in help_text for target in ["test", "lint", *FIRST_STEPS[level]])
     assert re.search(r"\d+ passed", output) and " failed" not in output
     assert all((copy / "state").glob("**/*")), "the first steps wrote nothing under state/"
@@ -238,7 +263,7 @@ def make_serve(copy: Path, port: int):
     env = outside_env() | {"LEVEL1_PORT": str(port)}
     log = (copy.parent / "serve.log").open("w")
     process = subprocess.Popen(
-        ["make", "serve"],
+        out_of_reach(["make", "serve"]),
         cwd=copy,
         env=env,
         stdout=log,
