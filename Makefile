@@ -31,7 +31,11 @@ help: ## List the targets, one line each
 
 $(STAMP): requirements.lock pyproject.toml
 	@echo ">> setting up $(VENV) from requirements.lock"
-	@test -x $(PY) || python3 -m venv $(VENV)
+	@python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "setup: needs python3 3.11 or newer with venv and ensurepip; python3 here is $$(python3 --version 2>&1)" \
+	  "(on Debian/Ubuntu: apt install python3-venv)" >&2; exit 1; }
+	@# A .venv left half-made by an interrupted set-up has no working pip: start it again.
+	@$(PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && python3 -m venv $(VENV); }
 	@$(PY) -m pip install --quiet --disable-pip-version-check "$(UV_PIN)"
 	@$(UV) pip install --quiet --python $(PY) -r requirements.lock
 	@$(UV) pip install --quiet --python $(PY) --no-deps --config-settings editable_mode=compat -e .
