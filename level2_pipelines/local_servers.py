@@ -7,6 +7,13 @@
 Each runs in the background with its log and pid under state/level2/servers/. The pipeline
 works with them up or not; with them up its runs appear in both UIs.
 
+Why not `prefect server start --background` / `prefect server stop` (Prefect 3.9): the
+background server's output goes to pipes nobody reads, so a chatty server stalls once 64 KiB
+of log fill them, and nothing is kept to read when it fails; `stop` sends one SIGTERM to one
+pid and neither waits nor escalates. Here every server gets a log file, its own process group
+(its workers stop with it) and a stop that waits, then kills what is left. MLflow and the
+deployments runner have no background mode of their own, so the same code serves all three.
+
     python -m level2_pipelines.local_servers up | down | status
 """
 
