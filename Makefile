@@ -179,9 +179,17 @@ template: $(STAMP) ## Copy one level out as a standalone project: LEVEL=0|1|2 DE
 test-templates: $(STAMP) ## Generate each level, build its own environment, run its make lint and test (minutes)
 	$(PY) -m pytest -m templates --durations=0 tests/test_templates.py
 
+.PHONY: test-readme
+test-readme: $(STAMP) | $(PREFECT_HOME) ## Run every README's console commands in a scratch copy; check their output (minutes)
+	$(PY) -m pytest -m walkthrough -rP --durations=0 tests/test_readme_walkthrough.py
+
 .PHONY: bench
 bench: $(STAMP) ## Serving speed: level 1 vs mlflow models serve vs in-process, c=1/8/32
 	$(PY) -m level1_devops.bench
+
+.PHONY: bench-workshop
+bench-workshop: $(STAMP) ## Time the workshop path (demo, test, scorecard, level 2 runs) against its targets (tens of minutes)
+	$(PY) -m shared.bench_workshop $(if $(ROWS),--rows $(ROWS))
 
 .PHONY: bench-simulator
 bench-simulator: $(STAMP) ## Benchmark the batch simulator (rows per second, 1,000,000 rows)

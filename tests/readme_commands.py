@@ -1,0 +1,164 @@
+"""The commands of a README's console blocks, and the lines of output it shows after them.
+
+Read by `tests/test_readme_walkthrough.py`. A fenced block opened with ```` ```console ````
+(indented or not) holds commands in one of two shapes:
+
+- prompted: a line starting with `$ ` is a command; the lines after it, up to the next `$ `, are
+  the output the README shows for it (a line `...` alone stands for lines left out);
+- bare: no line starts with `$ `, every line is a command and no output is shown.
+
+A command goes on over the next lines while its line ends with `\\` or a quote is still open
+(a JSON body spread over two lines), as in the shell. A trailing shell comment may carry a
+marker, visible in the README and easy to grep (`grep -rn "by the walkthrough" --include=*.md`):
+
+- `not run by the walkthrough: <reason>`: the walkthrough does not run it, and says so;
+- `dry run by the walkthrough: <reason>`: the walkthrough runs its `make` as `make -n`, which
+  checks the target exists and expands, without spending minutes running it.
+"""
+
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Literal
+
+Mode = Literal["run", "dry run", "not run"]
+
+FENCE = re.compile(r"^(?P<indent>[ \t]*)```console[ \t]*$")
+MARKER = re.compile(r"#.*?\b(?P<mode>not run|dry run) by the walkthrough: (?P<reason>.*\S)")
+PROMPT = "$ "
+ELISION = "..."
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command of a README, as the README shows it."""
+
+    text: str  # continuation lines joined with newlines, comment included: bash reads it as is
+    line: int  # where it starts in the README (1-based)
+    output: tuple[str, ...] = ()  # the lines shown after it (prompted blocks only)
+    mode: Mode = "run"
+    reason: str = ""  # the marker's reason when mode is not "run"
+
+
+def extract(markdown: str) -> list[Command]:
+    """Every command of every console block, in the order the README gives them."""
+    lines = markdown.splitlines()
+    commands: list[Command] = []
+    index = 0
+    while index < len(lines):
+        fence = FENCE.match(lines[index])
+        index += 1
+        if not fence:
+            continue
+        indent = len(fence["indent"])
+        body: list[tuple[int, str]] = []
+        while index < len(lines) and lines[index].strip() != "```":
+            text = lines[index]
+            text = text[indent:] if not text[:indent].strip() else text.lstrip()
+            body.append((index + 1, text.rstrip()))
+            index += 1
+        index += 1  # the closing fence
+        commands += _block(body)
+    return commands
+
+
+def _block(body: list[tuple[int, str]]) -> list[Command]:
+    prompted = any(text.startswith(PROMPT) for _, text in body)
+    found: list[tuple[int, list[str], list[str]]] = []  # (line, command lines, output lines)
+    for number, text in body:
+        if found and not _complete("\n".join(found[-1][1])):
+            found[-1][1].append(text)
+        elif prompted and text.startswith(PROMPT):
+            found.append((number, [text[len(PROMPT) :]], []))
+        elif not text.strip():
+            continue
+        elif prompted:
+            if not found:
+                raise ValueError(f"line {number}: output {text!r} before any `$ ` command")
+            found[-1][2].append(text)
+        else:
+            found.append((number, [text], []))
+    return [_command(number, "\n".join(text), output) for number, text, output in found]
+
+
+def _complete(text: str) -> bool:
+    """False while the shell would still read on: a trailing backslash or an open quote."""
+    if text.endswith("\\"):
+        return False
+    try:
+        shlex.split(text, comments=True)
+    except ValueError:  # "No closing quotation"
+        return False
+    return True
+
+
+def _command(number: int, text: str, output: list[str]) -> Command:
+    marker = MARKER.search(text)
+    mode: Mode = marker["mode"] if marker else "run"  # type: ignore[assignment]
+    return Command(
+        text=text,
+        line=number,
+        output=tuple(output),
+        mode=mode,
+        reason=marker["reason"] if marker else "",
+    )
+
+
+# --- Expected output ----------------------------------------------------------------------------
+
+# What changes from run to run, and how a shown line is matched against a real one:
+# `...` stands for anything (elided text, an absolute path, a shortened float); a run of 7+
+# hex digits holding a digit is any hex (versions, hashes, run ids: new on every run); any
+# number is any number (timings, counts, versions like v2, Makefile line numbers); a run of
+# spaces is any run of spaces. The rest of the line must be there, word for word.
+_VARIABLE = re.compile(
+    r"(?P<elision>\.\.\.)"
+    r"|(?P<hex>(?=[0-9a-f]*\d)[0-9a-f]{7,})"
+    r"|(?P<number>\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?)"
+    r"|(?P<space>\s+)"
+)
+_ANY = {
+    "elision": ".*?",
+    "hex": "[0-9a-f]+",
+    "number": r"\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?",
+    "space": r"\s+",
+}
+
+
+def pattern(shown: str) -> re.Pattern[str]:
+    """A regex that a real output line matches when it is the line shown, up to what varies."""
+    parts, end = [], 0
+    for variable in _VARIABLE.finditer(shown):
+        parts += [re.escape(shown[end : variable.start()]), _ANY[variable.lastgroup]]
+        end = variable.end()
+    parts.append(re.escape(shown[end:]))
+    return re.compile("".join(parts))
+
+
+def checked_lines(command: Command) -> list[str]:
+    """The shown lines the walkthrough looks for: all of them but a lone `...`."""
+    return [line.strip() for line in command.output if line.strip() not in ("", ELISION)]
+
+
+def missing_lines(shown: list[str], output: str) -> list[str]:
+    """The shown lines not found in `output`, each searched after the one before it matched."""
+    real = output.splitlines()
+    missing, start = [], 0
+    for line in shown:
+        regex = pattern(line)
+        found = next((i for i in range(start, len(real)) if regex.search(real[i])), None)
+        if found is None:
+            missing.append(line)
+        else:
+            start = found + 1
+    return missing
+
+
+def expects_failure(command: Command) -> bool:
+    """The README shows make failing (`make: *** [...] Error 1`): the walkthrough expects it."""
+    return any(re.match(r"make: \*\*\* .*Error \d+", line) for line in checked_lines(command))
+
+
+def dry_run(text: str) -> str:
+    """The command with each `make` a command runs turned into `make -n`."""
+    return re.sub(r"(^|&&|;|\|\|)(\s*)make\b", r"\1\2make -n", text)

@@ -1,0 +1,368 @@
+"""Every README command runs: the console blocks of the root README and of each level's, run in
+order in a scratch copy of the tree, their shown output checked.
+
+Marked `walkthrough` (minutes; not part of `make test`): `make test-readme` runs it, and
+`.ci/run` runs that. What is run, and how (`tests/readme_commands.py` reads the blocks):
+
+- **The copy.** The files git knows (tracked, or new and not ignored) as they are in the working
+  tree, copied with their times into a temporary folder, so what the commands write under
+  `state/` (or next to the copy, as `make template ... DEST=../x` does) never touches the
+  checkout. `.venv` is a link to the checkout's environment; the copy's lock and pyproject keep
+  their times, so `make` finds the install stamp up to date and installs nothing (checked
+  first: a `make` that would set up the environment stops the test before it writes there).
+- **The shell.** Each command runs in `bash -c` at the top of the copy, as a person at the
+  top of the repository types it (a `cd` lasts for its own line); `export NAME=value` lines
+  carry over to the README's later commands. The environment is the Makefile's (its `export`
+  lines, with the copy's paths), without our own `PYTHONPATH`, `MLOPS_STATE_DIR`, `LEVEL*` and
+  make variables; `PYTHONPATH` is the copy, because the shared `.venv` has the checkout
+  installed in editable mode and subprocesses (the notebook's kernel, Prefect's runner) would
+  import the checkout's code instead. Output is unbuffered, as on a terminal.
+- **Ports.** Every service and local server gets a free loopback port through its setting
+  (`LEVEL0_PORT`, `LEVEL1_PORT`, `LEVEL2_PORT`, `LEVEL2_PREFECT_PORT`, `LEVEL2_MLFLOW_UI_PORT`),
+  and the README's default port (8000, 8001, 8002, 4200, 5000) is rewritten to it in later
+  commands (`127.0.0.1:8001`, `--port 8001`) and in the output shown. Nothing another process
+  on this machine serves on a default port is reached.
+- **Servers.** A command that serves until Ctrl-C (`make levelN-serve`, `python -m
+  levelN_....serve`) starts in the background in its own process group; the next command runs
+  once it answers. It keeps running for the README's later commands (the `curl` lines, the
+  pipeline's deploy step, the load generator) until the README starts that level's service
+  again ("restart the service") or its last command has run; then its group is stopped.
+  `make level2-up` is followed by `make level2-down` at the end, also on failure, and any
+  process whose pid file it left is stopped after that. Every command has a time limit.
+- **Output.** Every line a README shows after a `$ ` command is looked for, in order, in what
+  the command printed (stdout and stderr together; a server's in its log once it answers),
+  except a lone `...`. Matching ignores what changes between runs: `...` stands for any text
+  (a path's start, a shortened float, elided JSON), a run of 7+ hex digits for any hex (model
+  versions, hashes, run and batch ids), any number for any number (timings, counts, registry
+  versions, Makefile line numbers), any run of spaces for any run of spaces; the remaining
+  words must be there as shown. A command whose shown output ends in `make: *** ... Error N`
+  must fail; every other command must succeed.
+- **Markers.** A command whose comment says `not run by the walkthrough: <reason>` is not run,
+  and `dry run by the walkthrough: <reason>` runs its `make` as `make -n` (exit status 0, no
+  output checked). The test lists both with their reasons, so nothing is skipped silently.
+"""
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.servers import free_port
+from tests.readme_commands import (
+    Command,
+    checked_lines,
+    dry_run,
+    expects_failure,
+    extract,
+    missing_lines,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+READMES = [
+    "README.md",
+    "level0_notebook/README.md",
+    "level1_devops/README.md",
+    "level2_pipelines/README.md",
+]
+COMMAND_TIMEOUT_S = 900
+SERVER_START_TIMEOUT_S = 180
+# The README's default ports, by the setting that moves each one.
+DEFAULT_PORTS = {
+    "LEVEL0_PORT": 8000,
+    "LEVEL1_PORT": 8001,
+    "LEVEL2_PORT": 8002,
+    "LEVEL2_PREFECT_PORT": 4200,
+    "LEVEL2_MLFLOW_UI_PORT": 5000,
+}
+SERVER = re.compile(r"\b(?:make level(?P<target>\d)-serve|-m level(?P<module>\d)_\w+\.serve)\b")
+EXPORT = re.compile(r"export (?P<name>\w+)=(?P<value>\S+)(?:\s+#.*)?")
+
+
+def scratch_copy(dest: Path) -> Path:
+    """The working tree's files git knows, with their times, and a link to the checkout's .venv."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():  # a tracked file deleted in the working tree is left out
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    (dest / ".venv").symlink_to(ROOT / ".venv", target_is_directory=True)
+    return dest
+
+
+def command_env(copy: Path, ports: dict[str, int]) -> dict[str, str]:
+    exports = dict(re.findall(r"^export (\w+) := (.*)$", (copy / "Makefile").read_text(), re.M))
+    ours = {"PYTHONPATH", "VIRTUAL_ENV", "MLOPS_STATE_DIR", "MAKEFLAGS", "MAKELEVEL", "MFLAGS"}
+    kept = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ours and not name.startswith(("LEVEL", "PYTEST_"))
+    }
+    return (
+        kept
+        | {name: value.replace("$(CURDIR)", str(copy)) for name, value in exports.items()}
+        | {name: str(port) for name, port in ports.items()}
+        | {"PYTHONPATH": str(copy), "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "COLUMNS": "200"}
+    )
+
+
+def short(command: Command) -> str:
+    """The command's first line without its comment, for the walkthrough's report."""
+    return re.sub(r"\s+#.*", "", command.text.splitlines()[0])
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=15)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+class Walkthrough:
+    """One README's commands, run in order in one scratch copy."""
+
+    def __init__(self, copy: Path, logs: Path):
+        self.copy, self.logs = copy, logs
+        self.ports = {name: free_port() for name in DEFAULT_PORTS}
+        self.env = command_env(copy, self.ports)
+        self.servers: dict[int, tuple[subprocess.Popen, Path]] = {}
+        self.report: list[str] = []
+
+    def moved(self, text: str) -> str:
+        """`text` with each README default port replaced by the one this walkthrough uses."""
+        for name, default in DEFAULT_PORTS.items():
+            text = re.sub(rf"(127\.0\.0\.1:|--port ){default}\b", rf"\g<1>{self.ports[name]}", text)
+        return text
+
+    def shell(self, text: str, timeout: float = COMMAND_TIMEOUT_S) -> tuple[int, str]:
+        process = subprocess.Popen(
+            ["bash", "-c", text],
+            cwd=self.copy,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop_group(process)
+            pytest.fail(f"{text!r} did not finish in {timeout:.0f} s")
+        finally:
+            stop_group(process)  # anything it left in its group
+        return process.returncode, output
+
+    def run(self, command: Command) -> None:
+        text, shown = self.moved(command.text), [self.moved(s) for s in checked_lines(command)]
+        where = f"line {command.line}: {command.text!r}"
+        started = time.monotonic()
+        if command.mode == "not run":
+            assert command.reason, f"{where}: a marker names its reason"
+            self.report.append(f"not run  {short(command)}  ({command.reason})")
+            return
+        if command.mode == "dry run":
+            assert "make" in text and not shown, f"{where}: a dry run is for make, output unshown"
+            returncode, output = self.shell(dry_run(text), timeout=120)
+            assert returncode == 0, f"{where}: make -n failed:\n{output[-3000:]}"
+            self.report.append(f"make -n  {short(command)}  ({command.reason})")
+            return
+        if export := EXPORT.fullmatch(text):
+            self.env[export["name"]] = export["value"]
+        elif server := SERVER.search(text):
+            self.serve(int(server["target"] or server["module"]), text, shown, where)
+        else:
+            returncode, output = self.shell(text)
+            failing = expects_failure(command)
+            assert (returncode != 0) == failing, (
+                f"{where}: exit status {returncode}, expected {'failure' if failing else 0}:\n"
+                + output[-4000:]
+            )
+            missing = missing_lines(shown, output)
+            assert not missing, f"{where}: shown but not printed: {missing}\n{output[-4000:]}"
+        took = time.monotonic() - started
+        self.report.append(f"{took:6.1f} s  {short(command)}")
+
+    def serve(self, level: int, text: str, shown: list[str], where: str) -> None:
+        """Start a service in the background; return once it answers and has printed `shown`."""
+        if level in self.servers:  # the README restarts it
+            stop_group(self.servers.pop(level)[0])
+        log = self.logs / f"level{level}-serve-{len(self.report)}.log"
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                ["bash", "-c", text],
+                cwd=self.copy,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.servers[level] = (process, log)
+        url = f"http://127.0.0.1:{self.ports[f'LEVEL{level}_PORT']}/openapi.json"
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            assert process.poll() is None, f"{where}: exited:\n{log.read_text()[-4000:]}"
+            with contextlib.suppress(httpx.TransportError):
+                httpx.get(url, timeout=1)
+                break
+            assert time.monotonic() < deadline, f"{where}: no answer at {url}"
+            time.sleep(0.3)
+        missing = missing_lines(shown, log.read_text())
+        assert not missing, f"{where}: shown but not printed: {missing}\n{log.read_text()[-4000:]}"
+
+    def close(self) -> None:
+        """Stop the services, then what `make level2-up` started; nothing is left running."""
+        for process, _ in self.servers.values():
+            stop_group(process)
+        servers = self.copy / "state" / "level2" / "servers"
+        if any(servers.glob("*.pid")):
+            self.shell("make level2-down", timeout=120)
+        for pid_file in servers.glob("*.pid"):
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def assert_make_installs_nothing(copy: Path) -> None:
+    """`make` in the copy finds the shared .venv's stamp up to date: nothing is set up there."""
+    done = subprocess.run(
+        ["make", "-n", "setup"], cwd=copy, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and "setting up" not in done.stdout, (
+        "make in the scratch copy would set up the shared .venv (run `make setup` here first):\n"
+        + done.stdout
+    )
+
+
+@pytest.mark.walkthrough
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("readme", READMES)
+def test_every_readme_command_runs(readme, tmp_path):
+    """Each command of the README's console blocks runs in order in a scratch copy and prints
+    the lines shown after it; a command that is not run says so in the README."""
+    copy = scratch_copy(tmp_path / "repo")
+    assert_make_installs_nothing(copy)
+    assert shutil.which("curl"), "the READMEs use curl"
+    commands = extract((copy / readme).read_text())
+    walkthrough = Walkthrough(copy, logs=tmp_path)
+    started = time.monotonic()
+
+    try:
+        for command in commands:
+            walkthrough.run(command)
+    finally:
+        walkthrough.close()
+        print(f"{readme}: {time.monotonic() - started:.0f} s", *walkthrough.report, sep="\n  ")
+
+    assert commands
+
+
+# --- The extractor ------------------------------------------------------------------------------
+
+EXAMPLE = """\
+Some prose.
+
+```console
+make demo     # every level; dry run by the walkthrough: minutes
+make test
+```
+
+1. A step:
+
+   ```console
+   $ make level0
+   level 0: accuracy 1.000, macro F1 1.000
+   ...
+   $ curl -s -X POST 127.0.0.1:8000/predict \\
+       -d '{"island": "Torgersen",
+            "sex": "male"}'
+   {"species":"Adelie"}
+
+   $ docker build .    # not run by the walkthrough: needs a Docker engine
+   ```
+
+```python
+print("not a console block")
+```
+"""
+
+
+def test_extract_reads_commands_output_and_markers():
+    """Bare and prompted blocks, an indented block, a command over three lines (a backslash,
+    then an open quote), shown output, and both markers."""
+    commands = extract(EXAMPLE)
+
+    assert [c.text.split()[0:2] for c in commands] == [
+        ["make", "demo"],
+        ["make", "test"],
+        ["make", "level0"],
+        ["curl", "-s"],
+        ["docker", "build"],
+    ]
+    demo, test, level0, curl, docker = commands
+    assert (demo.mode, demo.reason) == ("dry run", "minutes")
+    assert (test.mode, test.output) == ("run", ())
+    assert level0.output == ("level 0: accuracy 1.000, macro F1 1.000", "...")
+    assert checked_lines(level0) == ["level 0: accuracy 1.000, macro F1 1.000"]
+    assert curl.text.count("\n") == 2 and curl.text.endswith('"sex": "male"}\'')
+    assert curl.output == ('{"species":"Adelie"}',)
+    assert curl.line == 14
+    assert (docker.mode, docker.reason) == ("not run", "needs a Docker engine")
+
+
+def test_shown_lines_match_up_to_what_varies():
+    """Numbers, hex ids and `...` match anything of their kind; the words must be there."""
+    output = "\n".join(
+        [
+            "make[1]: entering",
+            "level 1 train: model 3f2a9c0d11be, fingerprint 5b17ba080f84",
+            "level 0: model      /tmp/x/repo/state/level0/model.pkl",
+            '{"Adelie":0.9992917,"Chinstrap":5.5e-04}',
+        ]
+    )
+    shown = [
+        "level 1 train: model e81d3f6c0c8b, fingerprint 5b17ba080f84",
+        "level 0: model .../state/level0/model.pkl",
+        '{"Adelie":0.99929...,"Chinstrap":0.00055}',
+    ]
+
+    assert missing_lines(shown, output) == []
+    assert missing_lines(["level 1 serve: model e81d3f6c0c8b"], output) != []
+
+
+def test_shown_lines_are_found_in_order():
+    """A shown line is looked for only after the line shown before it."""
+    output = "first\nsecond\n"
+
+    assert missing_lines(["second", "first"], output) == ["first"]
+
+
+def test_a_shown_make_error_means_the_command_must_fail():
+    """Output ending in make's error line marks a command the walkthrough expects to fail."""
+    (failing,) = extract("```console\n$ make level2\nmake: *** [Makefile:107: level2] Error 1\n```")
+    (passing,) = extract("```console\n$ make level2\nlevel 2: ok\n```")
+
+    assert expects_failure(failing) and not expects_failure(passing)
+
+
+def test_dry_run_turns_each_make_into_make_n():
+    """Every make the command runs becomes `make -n`, after a `cd` too."""
+    assert dry_run("make demo  # x") == "make -n demo  # x"
+    assert dry_run("cd ../p && make test") == "cd ../p && make -n test"
