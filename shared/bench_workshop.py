@@ -70,7 +70,8 @@ class Clone:
             )
         took = time.perf_counter() - started
         if check and done.returncode != 0:
-            raise RuntimeError(f"make {' '.join(targets)} failed; see {log_dir}")
+            tail = (log_dir / f"{'_'.join(targets)}.log").read_text().splitlines()[-5:]
+            raise RuntimeError(f"make {' '.join(targets)} failed:\n  " + "\n  ".join(tail))
         return took
 
     @contextlib.contextmanager
@@ -170,8 +171,9 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-workshop-"))
     try:
         figures = measure(rows, args.repeat, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    except (RuntimeError, TimeoutError) as error:
+        sys.exit(f"bench-workshop: {error}; the clone and its logs are kept in {workdir}")
+    shutil.rmtree(workdir, ignore_errors=True)
     text = table(figures)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = state_dir() / "bench" / "workshop.md"
