@@ -54,8 +54,8 @@ lock: $(STAMP) ## Re-resolve pyproject.toml into requirements.lock (name==versio
 	  --quiet -o requirements.lock
 
 .PHONY: demo
-demo: $(STAMP) | $(PREFECT_HOME) ## Run every level end to end and show what each one gives
-	$(PY) -m shared.demo
+demo: $(STAMP) | $(PREFECT_HOME) ## Run every level side by side and show what each one gives (NEW_DATA=1: and a retraining, a rollback)
+	$(PY) -m shared.demo $(if $(NEW_DATA),--new-data)
 
 .PHONY: test
 test: $(STAMP) | $(PREFECT_HOME) ## Run every test (the command CI runs)

@@ -1,29 +1,35 @@
-"""The lab the scorecard and drills work in: each level run as a person would run it (its own
-entry points, in subprocesses), in a state folder of its own, with its service started on a free
-loopback port. Levels are driven, never imported, so what is measured is what each level does.
+"""The lab the scorecard, the demo and the drills work in: each level run as a person would run
+it (its own entry points, in subprocesses), in a state folder of its own, with its service started
+on a free loopback port. Levels are driven, never imported, so what is measured is what each level
+does. The levels share no folder, port or database here, so one level's commands can run while
+another's do.
 """
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import mlflow
-import pandas as pd
-from mlflow import MlflowClient
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
+from typing import TYPE_CHECKING
 
 from shared.contract import FEATURES
-from shared.data import load_penguins, split_train_test
 from shared.servers import free_port, running_server
 
+if TYPE_CHECKING:  # MLflow, pandas and scikit-learn take ~8 s to import: only when used
+    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
 MODEL_NAME = "penguins-species"
+COMMAND_TIMEOUT_S = 600
 EXPERIMENT = "penguins-level2"
 
 
@@ -32,14 +38,20 @@ class Lab:
     root: Path
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. a level 2 without a gate
     ports: dict[str, int] = field(default_factory=dict)
+    prefect_port: int | None = None  # the lab's own Prefect server, while it runs
 
     def __post_init__(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
-        self.root.mkdir(parents=True)
+        # Prefect creates its home folder but not the folders above it.
+        (self.root / "level2" / "prefect").mkdir(parents=True)
         self.ports = {"level 0": free_port(), "level 1": free_port(), "level 2": free_port()}
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen] = set()
+        self._stopped = False
 
     @property
     def env(self) -> dict[str, str]:
+        server = {"LEVEL2_PREFECT_PORT": str(self.prefect_port)} if self.prefect_port else {}
         return {
             "MLOPS_STATE_DIR": str(self.root),
             "LEVEL0_MODEL_PATH": str(self.root / "level0" / "model.pkl"),
@@ -49,19 +61,54 @@ class Lab:
             "LEVEL2_STATE_DIR": str(self.root / "level2"),
             "LEVEL2_PORT": str(self.ports["level 2"]),
             "LEVEL2_POLL_SECONDS": "0.5",
+            # Level 2's Prefect state stays in the lab too (not the user's state/level2/prefect).
+            "PREFECT_HOME": str(self.root / "level2" / "prefect"),
+            **server,
             **self.extra_env,
         }
 
-    def run(self, *args: str, extra_env: dict[str, str] | None = None, check: bool = True):
-        """`python -m ...` with the lab's environment; output captured."""
-        return subprocess.run(
-            [sys.executable, "-m", *args],
-            env={**os.environ, **self.env, **(extra_env or {})},
-            capture_output=True,
+    def run(
+        self,
+        *args: str,
+        extra_env: dict[str, str] | None = None,
+        check: bool = True,
+        lab_env: bool = True,
+    ):
+        """`python -m ...` with the lab's environment (unless not `lab_env`); output captured.
+        Each command runs in a process group of its own, so that `stop` can end it."""
+        command = [sys.executable, "-m", *args]
+        if self._stopped:
+            raise RuntimeError(f"the lab was stopped; not running {' '.join(args)}")
+        with subprocess.Popen(
+            command,
+            env={**os.environ, **(self.env if lab_env else {}), **(extra_env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            check=check,
-            timeout=600,
-        )
+            start_new_session=True,
+        ) as process:
+            with self._lock:
+                self._running.add(process)
+            try:
+                stdout, stderr = process.communicate(timeout=COMMAND_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                stop_group(process)
+                raise
+            finally:
+                with self._lock:
+                    self._running.discard(process)
+        result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+        if check:
+            result.check_returncode()
+        return result
+
+    def stop(self) -> None:
+        """End every command still running (e.g. the tests in the background after a failure)."""
+        with self._lock:
+            self._stopped = True
+            running = list(self._running)
+        for process in running:
+            stop_group(process)
 
     # --- level 0: the notebook, by hand ---
     def train_level0(self, out: str = "level0", new_batch: Path | None = None) -> dict:
@@ -98,13 +145,15 @@ class Lab:
     def level2_store(self) -> Path:
         return self.root / "level2" / "mlflow.db"
 
-    def registry(self) -> MlflowClient:
+    def registry(self) -> "MlflowClient":
+        import mlflow
+
         uri = f"sqlite:///{self.level2_store}"
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
-        return MlflowClient()
+        return mlflow.MlflowClient()
 
-    def versions(self) -> dict[str, ModelVersion]:
+    def versions(self) -> dict[str, "ModelVersion"]:
         """Every registry version of the model, by version number, with its tags."""
         if not self.level2_store.exists():  # before level 2's first run; reading would create it
             return {}
@@ -116,6 +165,8 @@ class Lab:
         read raises, so that a broken store never reads as "the champion stayed"."""
         if not self.level2_store.exists():
             return None
+        from mlflow.exceptions import MlflowException
+
         try:
             model = self.registry().get_registered_model(MODEL_NAME)
         except MlflowException as error:
@@ -131,25 +182,82 @@ class Lab:
         experiment = client.get_experiment_by_name(EXPERIMENT)
         return 0 if experiment is None else len(client.search_runs([experiment.experiment_id]))
 
+    def run_tests(self, folder: str, collect_only: bool = False):
+        """A level's own tests, as its README runs them (`--co`: only count them). They get none
+        of the lab's folders or ports, and a state folder and Prefect home of their own, so they
+        can run while the lab's levels do."""
+        args = ["pytest", folder, "-q", "-p", "no:cacheprovider", *(["--co"] * collect_only)]
+        home = self.root / "tests" / folder.replace("/", "-")
+        (home / "prefect").mkdir(parents=True, exist_ok=True)
+        env = {"MLOPS_STATE_DIR": str(home), "PREFECT_HOME": str(home / "prefect")}
+        return self.run(*args, extra_env=env, check=False, lab_env=False)
+
     @contextmanager
-    def services(self) -> Iterator[dict[str, str]]:
-        """All three services, up at once, each on its free port."""
+    def prefect_server(self) -> Iterator[str]:
+        """A Prefect server for level 2's runs, as `make level2-up` gives a workshop: each run
+        finds it and skips booting a temporary one of its own (13-23 s apiece here). If it does
+        not start, the runs boot their own as before (slower, the same observations) and this
+        yields why, not a URL."""
+        port = free_port()
+        # Only the API: no UI, and none of the scheduling services level 2's runs do not use.
+        command = ("server", "start", "--host", "127.0.0.1", "--port", str(port))
+        command += ("--no-ui", "--no-services")
+        env = {**self.env, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        server = running_server("prefect", env, port, "/api/health", command)
         with ExitStack() as stack:
-            urls = {}
-            for level, module, probe in (
-                ("level 0", "level0_notebook.serve", "/openapi.json"),
-                ("level 1", "level1_devops.serve", "/health"),
-                ("level 2", "level2_pipelines.serve", "/health"),
-            ):
-                env = {**self.env}
-                urls[level] = stack.enter_context(
-                    running_server(module, env, self.ports[level], probe)
-                )
+            try:
+                url = stack.enter_context(server)
+            except (RuntimeError, TimeoutError) as error:
+                yield f"not started ({last_line(str(error))})"
+                return
+            self.prefect_port = port
+            try:
+                yield url
+            finally:
+                self.prefect_port = None
+
+    @contextmanager
+    def services(self, levels: tuple[str, ...] = ("level 0", "level 1", "level 2")):
+        """The levels' services, started together, each on its free port: {level: URL}."""
+        with ExitStack() as stack:
+
+            def start(level: str) -> str:
+                module, probe = SERVICES[level]
+                server = running_server(module, self.env, self.ports[level], probe)
+                return stack.enter_context(server)
+
+            with ThreadPoolExecutor(len(levels)) as pool:
+                urls = dict(zip(levels, pool.map(start, levels), strict=True))
             yield urls
 
 
-def held_out_rows() -> pd.DataFrame:
+SERVICES = {  # level -> (its service's module, a path that answers once it is up)
+    "level 0": ("level0_notebook.serve", "/openapi.json"),
+    "level 1": ("level1_devops.serve", "/health"),
+    "level 2": ("level2_pipelines.serve", "/health"),
+}
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """Interrupt a command's process group, as Ctrl-C would (pytest then stops the servers its
+    tests started); SIGKILL what is left after 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGINT)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def held_out_rows() -> "pd.DataFrame":
     """The held-out birds with every feature recorded: requests any level can take as they are
     (level 0's server has no notion of an optional field)."""
+    from shared.data import load_penguins, split_train_test
+
     _, test = split_train_test(load_penguins())
     return test[list(FEATURES)].dropna()

@@ -1,30 +1,21 @@
 """The scorecard is honest: its cells come from probes, so changing a level's behaviour changes
 the cell. Fixture services stand in for a level that answers bad input with a 500 or knows
-nothing of its model, and a level 2 with its gate switched off lets a worse model through.
-A lab with scripted levels (FakeLab) and services in threads check each probe's reading of what
-it observed: a run that crashed, a champion that did not change, a service that never follows,
-and every wait ending at its bound."""
+nothing of its model. A lab with scripted levels (FakeLab, tests/scorecard_fakes.py) and
+services in threads check each probe's reading of what it observed: a run that crashed, a
+champion that did not change, a level 2 whose gate lets a worse model through, a service that
+never follows, and every wait ending at its bound. One slow test runs the real level 2, its gate
+switched off, and the cell says it promoted a worse model."""
 
-import hashlib
-import json
-import pickle
-import shutil
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import SimpleNamespace
 
-import numpy as np
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict
 
-from shared.lab import Lab
+from shared.lab import Lab, held_out_rows
 from shared.scorecard import (
     Cell,
     Scorecard,
@@ -34,7 +25,14 @@ from shared.scorecard import (
     probe_endpoints,
     probe_knowledge,
 )
-from shared.servers import free_port
+from tests.scorecard_fakes import (
+    FakeLab,
+    cells_of,
+    crash,
+    fake_services,
+    quiet,
+    trained_lab,
+)
 
 
 class Strict(BaseModel):
@@ -71,6 +69,13 @@ def poster(app: FastAPI):
     )
 
 
+@pytest.fixture(autouse=True)
+def few_birds(monkeypatch):
+    """Five held-out birds instead of 69: the probes read them the same, in a fifth of the time."""
+    few = held_out_rows().head(5)
+    monkeypatch.setattr("shared.scorecard.run.held_out_rows", lambda: few)
+
+
 def test_bad_request_cell_follows_the_service():
     """The same probe marks a 500-answering service ✗ and a validating one differently."""
     naive = probe_bad_requests(poster(naive_app()))
@@ -97,26 +102,6 @@ def test_endpoint_and_knowledge_cells_follow_the_service():
     assert probe_knowledge(get_json(bare)).text.startswith("nothing")
 
 
-@pytest.mark.slow
-def test_worse_model_cell_shows_a_level2_without_its_gate(tmp_path):
-    """With the gate's floors at zero, level 2 promotes a worse model (a third of its birds
-    mislabelled, not enough to fail the smoke test) and the cell says so."""
-    no_gate = {
-        "LEVEL2_MACRO_F1_FLOOR": "0",
-        "LEVEL2_REGRESSION_TOLERANCE": "1",
-        "LEVEL2_ISLAND_ACCURACY_FLOOR": "0",
-    }
-    card = Scorecard(Lab(tmp_path / "lab", extra_env=no_gate), lambda message: None)
-    card.lab.run_level2().check_returncode()
-
-    card.probe_worse_model(shuffled_share=0.35)
-
-    (capability, cells) = card.rows[-1]
-    assert capability == "a worse model"
-    assert cells["level 2"].ok is False
-    assert cells["level 2"].text.startswith("PROMOTED")
-
-
 def test_reports_carry_every_row_and_the_chart():
     """Markdown has a row per capability; the HTML embeds the latency chart as an image."""
     rows = [("bad requests", {lv: Cell(True, "11/11") for lv in ("level 0", "level 1", "level 2")})]
@@ -130,176 +115,6 @@ def test_reports_carry_every_row_and_the_chart():
 
     assert "| bad requests | ✓ 11/11 | ✓ 11/11 | ✓ 11/11 |" in text
     assert '<img alt="latency and throughput per level" src="data:image/png;base64,' in page
-
-
-# ------------------------------------------------------------------ a lab with scripted levels
-
-
-class ConstantModel:
-    """Stands in for level 0's pickled pipeline: the same probabilities for every bird."""
-
-    def __init__(self, probabilities: list[float]) -> None:
-        self.probabilities = probabilities
-
-    def predict_proba(self, frame) -> np.ndarray:
-        return np.tile(self.probabilities, (len(frame), 1))
-
-
-class FakeRegistry:
-    """Level 2's registry as the scorecard reads it: versions with tags, and the champion."""
-
-    def __init__(self) -> None:
-        self.versions: dict[str, SimpleNamespace] = {}
-        self.champion: str | None = None
-
-    def register(self, gate: str = "passed", **tags: str) -> subprocess.CompletedProcess:
-        """What a level 2 run that trains does: a version, champion if it passed, its output."""
-        version, run_id = str(len(self.versions) + 1), f"run{len(self.versions) + 1}"
-        reasons = "macro F1 0.461 is below the floor 0.9" if gate == "rejected" else "-"
-        tags = {"gate": gate, "gate_reasons": reasons, **tags}
-        if gate == "passed" and self.champion:
-            tags["previous_champion"] = self.champion
-        self.versions[version] = SimpleNamespace(version=version, run_id=run_id, tags=tags)
-        if gate == "passed":
-            self.champion = version
-        return subprocess.CompletedProcess([], 0, f"level 2: batch b, MLflow run {run_id}\n", "")
-
-
-class FakeLab(Lab):
-    """A lab whose levels are scripted, so a probe takes milliseconds: level 0 pickles a
-    ConstantModel, level 1 writes a card, and a level 2 run is whatever `self.level2` returns
-    (by default: a new version that passes the gate)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.store = FakeRegistry()
-        self.level2 = lambda args: self.store.register()
-        self.level2_calls: list[tuple[str, ...]] = []
-        self.pytest_output: dict[str, str] = {}
-        self.keep_previous_pickle = False
-
-    def registry(self) -> FakeRegistry:  # never a real MLflow store, not even by accident
-        return self.store
-
-    def champion(self) -> str | None:
-        return self.store.champion
-
-    def versions(self) -> dict[str, SimpleNamespace]:
-        return dict(self.store.versions)
-
-    def train_level0(self, out: str = "level0", new_batch: Path | None = None) -> dict:
-        folder = self.root / out
-        folder.mkdir(parents=True, exist_ok=True)
-        if self.keep_previous_pickle and (folder / "model.pkl").exists():
-            (folder / "model.pkl").rename(folder / "model.previous.pkl")
-        model = ConstantModel([0.7, 0.2, 0.1] if new_batch else [0.8, 0.1, 0.1])
-        (folder / "model.pkl").write_bytes(pickle.dumps(model))
-        (folder / "metrics.json").write_text('{"accuracy": 0.9, "macro_f1": 0.9}')
-        return {"accuracy": 0.9, "macro_f1": 0.9}
-
-    def train_level1(self, out: Path | None = None, new_batch: Path | None = None) -> dict:
-        out = out or self.root / "level1" / "artifacts"
-        out.mkdir(parents=True, exist_ok=True)
-        version = hashlib.sha256(str(new_batch).encode()).hexdigest()[:12]
-        card = {
-            "version": version,
-            "fingerprint": version,
-            "trained_at": str(time.time_ns()),
-            "metrics": {"macro_f1": 0.9},
-        }
-        (out / "card.json").write_text(json.dumps(card))
-        return card
-
-    def hand_off_level1(self, source: Path | None = None, destination: Path | None = None):
-        source = source or self.root / "level1" / "artifacts"
-        destination = destination or self.root / "level1" / "serving"
-        destination.mkdir(parents=True, exist_ok=True)
-        shutil.copy(source / "card.json", destination / "card.json")
-
-    def run_level2(self, *args: str, extra_env=None) -> subprocess.CompletedProcess:
-        self.level2_calls.append(args)
-        return self.level2(args)
-
-    def run(self, *args: str, extra_env=None, check: bool = True):
-        if args[:2] == ("level2_pipelines.registry", "rollback"):
-            current = self.store.champion
-            previous = self.store.versions[current].tags.get("previous_champion")
-            if previous is None:
-                refusal = f"level 2 rollback: penguins-species v{current} replaced no earlier one"
-                return subprocess.CompletedProcess(args, 1, "", refusal + "\n")
-            self.store.champion = previous
-            moved = f"level 2 rollback: champion moved from v{current} back to v{self.champion()}"
-            return subprocess.CompletedProcess(args, 0, moved + "\n", "")
-        if args[0] == "pytest":
-            return subprocess.CompletedProcess(args, 0, self.pytest_output.get(args[1], ""), "")
-        raise AssertionError(f"the fake lab does not run {args}")
-
-
-def trained_lab(tmp_path: Path) -> FakeLab:
-    """Every level trained once and in service; level 2 has v1 as its champion."""
-    lab = FakeLab(tmp_path / "lab")
-    lab.train_level0()
-    lab.train_level1()
-    lab.hand_off_level1()
-    lab.store.register()
-    return lab
-
-
-@contextmanager
-def fake_services(lab: FakeLab, level2_serves, follow: bool = False) -> Iterator[dict[str, str]]:
-    """The three services, in threads: levels 0 and 1 load their model once (or at every
-    request if `follow`), level 2's /ready reports `level2_serves()`."""
-    pickle_path = lab.root / "level0" / "model.pkl"
-    card_path = lab.root / "level1" / "serving" / "card.json"
-    loaded = {"level 0": pickle.loads(pickle_path.read_bytes()), "level 1": card_path.read_text()}
-    level0, level1, level2 = FastAPI(), FastAPI(), FastAPI()
-
-    @level0.post("/predict")
-    def predict() -> dict:
-        model = pickle.loads(pickle_path.read_bytes()) if follow else loaded["level 0"]
-        row = model.predict_proba([None])[0]
-        return {"probabilities": dict(zip(("Adelie", "Chinstrap", "Gentoo"), row, strict=True))}
-
-    @level1.get("/model")
-    def card() -> dict:
-        return json.loads(card_path.read_text() if follow else loaded["level 1"])
-
-    @level2.get("/ready")
-    def ready() -> dict:
-        return {"status": "ready", "model_version": level2_serves()}
-
-    servers, threads = {}, []
-    for level, app in (("level 0", level0), ("level 1", level1), ("level 2", level2)):
-        servers[level] = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
-        )
-        threads.append(threading.Thread(target=servers[level].run, daemon=True))
-        threads[-1].start()
-    while not all(server.started for server in servers.values()):
-        time.sleep(0.01)
-    try:
-        yield {lv: f"http://127.0.0.1:{s.config.port}" for lv, s in servers.items()}
-    finally:
-        for server in servers.values():
-            server.should_exit = True
-        for thread in threads:
-            thread.join()
-
-
-def cells_of(card: Scorecard, capability: str) -> dict[str, Cell]:
-    return next(cells for name, cells in card.rows if name == capability)
-
-
-def quiet(lab: Lab) -> Scorecard:
-    return Scorecard(lab, lambda message: None)
-
-
-def crash(message: str):
-    """A level 2 run that dies of something other than its data, with a traceback."""
-    stderr = f'Traceback (most recent call last):\n  File "x.py", line 1\n{message}\n'
-    return lambda args: subprocess.CompletedProcess(
-        [], 1, "level 2: Prefect API temporary\n", stderr
-    )
 
 
 # --------------------------------------------------------------------------- new data
@@ -436,11 +251,12 @@ def test_corrupted_batch_cell_is_blocked_only_with_the_batch_quarantined(tmp_pat
     card = quiet(lab)
 
     card.probe_bad_data()
+    without = cells_of(card, "a corrupted training batch")["level 2"]
     quarantine.mkdir(parents=True)
     (quarantine / "failed_expectations.txt").write_text("body_mass_g\n")
     card.probe_bad_data()
+    with_folder = cells_of(card, "a corrupted training batch")["level 2"]
 
-    without, with_folder = (cells["level 2"] for _, cells in card.rows)
     assert without.ok is not True and "quarantine" in without.text
     assert with_folder.ok is True
     assert with_folder.text == "blocked: 2 of 20 expectations failed, batch quarantined"
@@ -472,6 +288,19 @@ def test_worse_model_cell_blocked_by_this_runs_rejection(tmp_path):
     level2 = cells_of(card, "a worse model")["level 2"]
     assert level2.ok is True
     assert level2.text == "blocked by the gate: macro F1 0.461 is below the floor 0.9"
+
+
+def test_worse_model_cell_shows_a_level2_whose_gate_lets_it_through(tmp_path):
+    """A worse model that this run registered and made champion is ✗ PROMOTED, not blocked."""
+    lab = trained_lab(tmp_path)
+    lab.level2 = lambda args: lab.store.register(gate="passed")
+    card = quiet(lab)
+
+    card.probe_worse_model()
+
+    level2 = cells_of(card, "a worse model")["level 2"]
+    assert level2.ok is False
+    assert level2.text == "PROMOTED: v2 is the champion"
 
 
 def test_worse_model_cells_of_levels_0_and_1_come_from_what_was_written(tmp_path):
@@ -529,3 +358,25 @@ def test_tests_cell_of_level0_counts_what_pytest_finds(tmp_path):
 
     cells = cells_of(card, "tests that guard the level")
     assert str(cells["level 0"]) == "✓ 3 passed"
+
+
+# ------------------------------------------------------------------------ the real levels
+
+
+@pytest.mark.slow
+def test_worse_model_cell_of_a_real_level2_without_its_gate(tmp_path):
+    """With the gate's floors at zero, the real level 2 promotes a worse model (a third of its
+    birds mislabelled, not enough to fail the smoke test) and the cell says so. One pipeline
+    run in a fresh lab, nothing else: the cheapest proof that the probes read the real level
+    as the scripted levels above say they do."""
+    no_gate = {
+        "LEVEL2_MACRO_F1_FLOOR": "0",
+        "LEVEL2_REGRESSION_TOLERANCE": "1",
+        "LEVEL2_ISLAND_ACCURACY_FLOOR": "0",
+    }
+    card = Scorecard(Lab(tmp_path / "lab", extra_env=no_gate), lambda message: None)
+
+    cell = card.worse_model_level2(card.shuffled_batch(shuffled_share=0.35))
+
+    assert cell.ok is False
+    assert cell.text == "PROMOTED: v1 is the champion"

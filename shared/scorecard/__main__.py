@@ -1,0 +1,38 @@
+"""`make scorecard`: python -m shared.scorecard [--quick]"""
+
+import argparse
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+from shared.lab import Lab
+from shared.paths import state_dir
+from shared.scorecard.cells import failed_step
+from shared.scorecard.render import write_reports
+from shared.scorecard.run import Scorecard
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Probe every level and print the scorecard.")
+    parser.add_argument("--quick", action="store_true", help="count tests instead of running")
+    args = parser.parse_args()
+    started = time.perf_counter()
+
+    def say(message: str) -> None:
+        print(f"[{time.perf_counter() - started:5.0f} s] {message}", flush=True)
+
+    out = state_dir() / "scorecard"
+    card = Scorecard(Lab(out / "lab"), say)
+    try:
+        card.run(quick=args.quick)
+    except subprocess.CalledProcessError as error:
+        sys.exit(f"scorecard: {failed_step(error)}")
+    when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {time.perf_counter() - started:.0f} s"
+    text = write_reports(out, card.rows, card.latency, when)
+    print("\n" + text)
+    print(f"written: {out / 'scorecard.md'}, scorecard.html and scorecard.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""The scorecard as Markdown (printed and written), JSON, and an HTML page with a chart."""
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from shared.scorecard.cells import LEVELS, Cell, Row
+
+
+def markdown(rows: list[Row], when: str) -> str:
+    lines = [
+        f"Scorecard, {when}",
+        "",
+        "| capability | " + " | ".join(LEVELS) + " |",
+        "|---|" + "---|" * len(LEVELS),
+    ]
+    for capability, cells in rows:
+        texts = [str(cells[lv]).replace("|", "\\|") for lv in LEVELS]  # a pipe ends a cell
+        lines.append(f"| {capability} | " + " | ".join(texts) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def chart_png(latency: dict[str, dict[str, float]]) -> bytes:
+    from matplotlib.figure import Figure  # ~1 s to import: only when a chart is drawn
+
+    figure = Figure(figsize=(9, 3.4))
+    left, right = figure.subplots(1, 2)
+    levels = list(latency)
+    x = np.arange(len(levels))
+    left.bar(x - 0.2, [latency[lv]["p50_ms"] for lv in levels], 0.4, label="p50")
+    left.bar(x + 0.2, [latency[lv]["p99_ms"] for lv in levels], 0.4, label="p99")
+    left.set(xticks=x, xticklabels=levels, ylabel="ms", title="Latency at c=8")
+    left.legend()
+    right.bar(x, [latency[lv]["requests_per_s"] for lv in levels], color="tab:green")
+    right.set(xticks=x, xticklabels=levels, ylabel="requests/s", title="Throughput at c=8")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+def html_report(rows: list[Row], latency: dict, when: str) -> str:
+    def cell(c: Cell) -> str:
+        colour = {True: "#e6f4ea", False: "#fce8e6", None: "#f5f5f5"}[c.ok]
+        return f'<td style="background:{colour}">{html.escape(str(c))}</td>'
+
+    body = "".join(
+        f"<tr><th>{html.escape(cap)}</th>" + "".join(cell(cells[lv]) for lv in LEVELS) + "</tr>"
+        for cap, cells in rows
+    )
+    chart = ""
+    if latency:
+        png = base64.b64encode(chart_png(latency)).decode()
+        chart = (
+            '<h2>Serving</h2><img alt="latency and throughput per level" '
+            f'src="data:image/png;base64,{png}">'
+        )
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>MLOps scorecard</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{border:1px solid #ccc;padding:.4em;
+text-align:left;vertical-align:top}}table{{border-collapse:collapse}}</style></head><body>
+<h1>What each level buys you</h1><p>Measured {html.escape(when)}.</p>
+<table><tr><th>capability</th>{"".join(f"<th>{lv}</th>" for lv in LEVELS)}</tr>{body}</table>
+{chart}
+</body></html>"""
+
+
+def record(rows: list[Row], latency: dict, when: str) -> dict:
+    """What the JSON file holds: every cell's verdict and text, and the serving figures."""
+    return {
+        "when": when,
+        "rows": [{"capability": c, **{lv: vars(cells[lv]) for lv in LEVELS}} for c, cells in rows],
+        "latency": latency,
+    }
+
+
+def write_reports(folder: Path, rows: list[Row], latency: dict, when: str) -> str:
+    """scorecard.md, .json and .html into `folder`; returns the Markdown."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = markdown(rows, when)
+    (folder / "scorecard.md").write_text(text)
+    (folder / "scorecard.json").write_text(json.dumps(record(rows, latency, when), indent=2) + "\n")
+    (folder / "scorecard.html").write_text(html_report(rows, latency, when))
+    return text
