@@ -239,12 +239,14 @@ def test_a_copy_passes_its_own_lint_and_tests(level, tmp_path):
         assert seen.returncode == 0 and seen.stdout == ""
     assert all(f"  {target} " in help_text for target in ["test", "lint", *FIRST_STEPS[level]])
     assert re.search(r"\d+ passed", output) and " failed" not in output
-    assert all((copy / "state").glob("**/*")), "the first steps wrote nothing under state/"
+    assert (copy / "state" / WRITTEN[level]).is_file(), f"no state/{WRITTEN[level]}"
     assert EXPECTED_OUTPUT[level] in walkthrough[-1]
 
 
 # What each copy's README has people run first, after `make test`, and a line it prints.
 FIRST_STEPS = {0: ["run"], 1: ["train", "handoff"], 2: ["pipeline", "registry"]}
+# What those steps leave in the copy's state folder (state/, not state/levelN/).
+WRITTEN = {0: "model.pkl", 1: "serving/card.json", 2: "mlflow.db"}
 EXPECTED_OUTPUT = {0: "macro F1", 1: "hand-off: model", 2: " champion "}
 
 FOREST_TYPES = ["numpy.dtype", "sklearn.tree._tree.Tree"]
