@@ -58,8 +58,8 @@ demo: $(STAMP) | $(PREFECT_HOME) ## Run every level side by side and show what e
 	$(PY) -m shared.demo $(if $(NEW_DATA),--new-data)
 
 .PHONY: test
-test: $(STAMP) | $(PREFECT_HOME) ## Run every test (the command CI runs)
-	$(PY) -m pytest
+test: $(STAMP) | $(PREFECT_HOME) ## Run the core suite on both cores (the command CI runs first)
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 .PHONY: lint
 lint: $(STAMP) ## Check lint and formatting with ruff

@@ -100,12 +100,13 @@ def register(
     client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str]
 ) -> str:
     """A new registry version of `name` for the model at `model_uri`, tagged with its lineage."""
+    # The registered model exists on every run but the first: no read to check for it first.
     try:
-        client.get_registered_model(name)
+        return str(client.create_model_version(name, model_uri, run_id=run_id, tags=tags).version)
     except MlflowException as error:
         if not _absent(error):
             raise
-        client.create_registered_model(name, description="Penguin species, level 2 pipeline")
+    client.create_registered_model(name, description="Penguin species, level 2 pipeline")
     return str(client.create_model_version(name, model_uri, run_id=run_id, tags=tags).version)
 
 

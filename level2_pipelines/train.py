@@ -30,6 +30,7 @@ from level2_pipelines.model import (
     read_skops_file,
     types_to_trust,
 )
+from level2_pipelines.tracking import log_to_run
 from shared.contract import CLASSES
 from shared.data import COLUMNS
 
@@ -96,15 +97,19 @@ def record_training(
     features, _ = features_and_target(training)
     trusted = types_to_trust(pipeline)  # before the run: a model that cannot load is not logged
     with mlflow.start_run(run_id=run_id):
-        mlflow.log_params(
-            {
+        # Before the model: logging it copies the run's parameters and step-0 metrics onto
+        # the model's own entry in the store.
+        log_to_run(
+            mlflow.MlflowClient(),
+            run_id,
+            params={
                 "seed": seed,
                 "training_rows": len(training),
                 "held_out_rows": len(held_out),
                 **classifier_parameters(pipeline),
-            }
+            },
+            metrics=metrics,
         )
-        mlflow.log_metrics(metrics)
         mlflow.log_figure(confusion_figure(pipeline, held_out), "confusion_matrix.png")
         info = mlflow.sklearn.log_model(
             pipeline,
@@ -112,14 +117,15 @@ def record_training(
             serialization_format="skops",
             skops_trusted_types=trusted,
             # No input example: MLflow would validate it by loading the model with its own
-            # loader, which level 2 switches off (the smoke test serves the candidate instead).
+            # loader, which level 2 switches off (the smoke test serves the candidate
+            # instead). The signature stays: `mlflow models serve` checks requests with it.
             signature=infer_signature(features, pipeline.predict_proba(features)),
             # Pinned here rather than inferred: inference loads the model in a subprocess.
             pip_requirements=[
                 f"scikit-learn=={sklearn.__version__}",
                 f"skops=={skops.__version__}",
             ],
-            pyfunc_predict_fn="predict_proba",  # `mlflow models serve` answers probabilities too
+            pyfunc_predict_fn="predict_proba",  # `mlflow models serve` answers probabilities
         )
         lineage = lineage | {
             "artifact_sha256": logged_sha256(info.model_uri),

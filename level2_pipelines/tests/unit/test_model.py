@@ -4,10 +4,14 @@ and its code never runs."""
 
 from pathlib import Path
 
+import mlflow.artifacts
 import mlflow.sklearn
 import pytest
+import sklearn
+import skops
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model
 
 from level2_pipelines import registry
 from level2_pipelines.model import TRUSTED_TYPES, ModelLoadError, load_version
@@ -95,3 +99,25 @@ def test_connect_switches_mlflow_model_loading_off(settings, candidate):
     """After `connect`, MLflow's own loader refuses to deserialize any model (second fence)."""
     with pytest.raises(MlflowException, match="MLFLOW_ALLOW_PICKLE_DESERIALIZATION"):
         mlflow.sklearn.load_model(candidate.model_uri)
+
+
+def test_training_records_pins_signature_parameters_and_metrics(candidate, tmp_path):
+    """Logging the model without MLflow's re-check of its pins and in batched writes keeps what
+    it records: requirements pinned to the running versions, the signature `mlflow models serve`
+    checks requests with, and the run's parameters, metrics and lineage tags."""
+    model_dir = Path(mlflow.artifacts.download_artifacts(candidate.model_uri, dst_path=tmp_path))
+    pins = (model_dir / "requirements.txt").read_text().split()
+    run = MlflowClient().get_run(candidate.run_id)
+
+    assert sorted(pins) == sorted(
+        [
+            f"mlflow=={mlflow.__version__}",
+            f"scikit-learn=={sklearn.__version__}",
+            f"skops=={skops.__version__}",
+        ]
+    )
+    assert Model.load(model_dir / "MLmodel").signature is not None
+    assert run.data.params["seed"] == "42"
+    assert run.data.params["classifier"] == "LogisticRegression"
+    assert run.data.metrics == candidate.metrics
+    assert {"artifact_sha256", "fingerprint"} <= set(run.data.tags)
