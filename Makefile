@@ -132,12 +132,16 @@ level2-registry: $(STAMP) | $(PREFECT_HOME) ## Level 2: list registry versions, 
 	$(PY) -m level2_pipelines.registry show
 
 .PHONY: level2-up
-level2-up: $(STAMP) | $(PREFECT_HOME) ## Level 2: start the Prefect server+UI (:4200), MLflow UI (:5000) and the deployments
+level2-up: $(STAMP) | $(PREFECT_HOME) ## Level 2: start the Prefect server+UI (:4200), MLflow UI (:5000), the warm worker and the deployments
 	$(PY) -m level2_pipelines.local_servers up
 
 .PHONY: level2-down
 level2-down: $(STAMP) ## Level 2: stop what level2-up started
 	$(PY) -m level2_pipelines.local_servers down
+
+.PHONY: level2-status
+level2-status: $(STAMP) ## Level 2: show what level2-up started and whether the warm worker is ready
+	$(PY) -m level2_pipelines.local_servers status
 
 .PHONY: level2-deploy
 level2-deploy: $(STAMP) | $(PREFECT_HOME) ## Level 2: serve the deployments in the foreground (cron + new-data trigger)

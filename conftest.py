@@ -31,7 +31,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         operation = getattr(item, "operation_label", None)
         if operation and not item.nodeid.endswith("]"):
             item._id = item._id.with_params(operation)
-    if config.getoption("dist", "no") == "loadgroup":
+    # In xdist's workers `dist` reads "no"; they get `loadgroup` set instead.
+    if config.getoption("dist", "no") == "loadgroup" or getattr(config.option, "loadgroup", False):
         for item in items:
             group = next(
                 (g for f, g in SHARED_ON_ONE_WORKER.items() if f in item.fixturenames), None

@@ -2,6 +2,8 @@
 
 - the Prefect server and UI at http://127.0.0.1:4200 (its own SQLite database in PREFECT_HOME);
 - the MLflow UI at http://127.0.0.1:5000, over the same SQLite store the pipeline writes;
+- the warm worker (`level2_pipelines.warm`): a long-lived process with the pipeline imported,
+  which runs `make level2` and landed batches; its supervisor restarts it if it dies;
 - the deployments runner (`level2_pipelines.deployments`): schedule and new-data trigger.
 
 Each runs in the background with its log and pid under state/level2/servers/. The pipeline
@@ -19,6 +21,7 @@ deployments runner have no background mode of their own, so the same code serves
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -31,6 +34,7 @@ import httpx
 from level2_pipelines.settings import Settings
 
 START_TIMEOUT_S = 120.0
+WARM_WORKER_FILE = "warm-worker.json"  # written by the warm worker once it is ready
 
 
 def commands(settings: Settings) -> dict[str, tuple[list[str], str]]:
@@ -61,8 +65,18 @@ def commands(settings: Settings) -> dict[str, tuple[list[str], str]]:
                 settings.resolved_tracking_uri,
                 "--default-artifact-root",
                 settings.mlflow_artifacts_dir.resolve().as_uri(),
+                # One worker: a UI for one person. With its default 4, uvicorn kills a worker
+                # that has not answered its health check within 5 s, which on a busy 2-core
+                # machine is every worker still importing MLflow: the UI never came up.
+                "--workers",
+                "1",
             ],
             f"http://127.0.0.1:{settings.mlflow_ui_port}/health",
+        ),
+        # No URL: it is ready once its worker says so (`warm_worker`), waited for last.
+        "warm": (
+            [sys.executable, "-m", "level2_pipelines.warm", "--api", settings.prefect_api_url],
+            None,
         ),
         "deployments": ([sys.executable, "-m", "level2_pipelines.deployments"], None),
     }
@@ -110,6 +124,14 @@ def up(settings: Settings) -> None:
                 sys.exit(f"{name}: did not start; see {log}")
             time.sleep(0.5)
         print(f"{name}: up (pid {process.pid}, log {log})")
+    # The warm worker imports GX, MLflow and scikit-learn (~10-15 s): waited for last, while
+    # the others start, so the first `make level2` after this finds it ready.
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while warm_worker(settings) is None:
+        if not running(settings, "warm") or time.monotonic() > deadline:
+            sys.exit(f"warm: the worker did not get ready; see {settings.state_dir / 'servers'}")
+        time.sleep(0.5)
+    print(f"warm: worker ready (pid {warm_worker(settings)['pid']})")
     print(f"Prefect UI: http://127.0.0.1:{settings.prefect_port}")
     print(f"MLflow UI:  http://127.0.0.1:{settings.mlflow_ui_port}")
     print(f"Drop a batch into {settings.incoming_dir} to start a run.")
@@ -132,10 +154,25 @@ def down(settings: Settings) -> None:
         print(f"{name}: stopped")
 
 
+def warm_worker(settings: Settings) -> dict | None:
+    """What the warm worker wrote once ready (its pid, what it was started with), if it lives."""
+    try:
+        found = json.loads((settings.state_dir / "servers" / WARM_WORKER_FILE).read_text())
+        os.kill(found["pid"], 0)
+    except (FileNotFoundError, ProcessLookupError, ValueError, KeyError):
+        return None
+    return found
+
+
 def status(settings: Settings) -> None:
     for name in commands(settings):
         pid = running(settings, name)
-        print(f"{name}: {f'running (pid {pid})' if pid else 'not running'}")
+        print(f"{name}: {f'running (pid {pid})' if pid else 'not running'}", end="")
+        if name == "warm" and pid:
+            worker = warm_worker(settings)
+            state = f"ready (pid {worker['pid']})" if worker else "starting"
+            print(f", worker {state}", end="")
+        print()
 
 
 def main() -> None:

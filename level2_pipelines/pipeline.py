@@ -398,24 +398,32 @@ def decide(
 
 
 def report(outcome: Outcome, settings: Settings, seconds: float) -> None:
+    print("\n".join(report_lines(outcome, settings, seconds)))
+
+
+def report_lines(outcome: Outcome, settings: Settings, seconds: float) -> list[str]:
+    """What `make level2` prints about a run; the warm worker sends these lines to its client,
+    so a run reads the same wherever it ran."""
     if outcome.skipped:
-        print(f"level 2: batch {outcome.batch_id} skipped: {outcome.skipped}")
-        return
-    print(f"level 2: batch {outcome.batch_id}, MLflow run {outcome.run_id}")
-    print(
+        return [f"level 2: batch {outcome.batch_id} skipped: {outcome.skipped}"]
+    lines = [
+        f"level 2: batch {outcome.batch_id}, MLflow run {outcome.run_id}",
         f"level 2: held-out accuracy {outcome.metrics['accuracy']:.3f}, "
-        f"macro F1 {outcome.metrics['macro_f1']:.3f}"
-    )
+        f"macro F1 {outcome.metrics['macro_f1']:.3f}",
+    ]
     if outcome.promoted_to is None:
-        print(f"level 2: {settings.model_name} v{outcome.version} registered and REJECTED:")
-        print("\n".join(f"  - {reason}" for reason in outcome.reasons))
+        lines.append(f"level 2: {settings.model_name} v{outcome.version} registered and REJECTED:")
+        lines += [f"  - {reason}" for reason in outcome.reasons]
     else:
-        print(f"level 2: {settings.model_name} v{outcome.version} is now {outcome.promoted_to}")
+        lines.append(
+            f"level 2: {settings.model_name} v{outcome.version} is now {outcome.promoted_to}"
+        )
         if outcome.promoted_to == registry.CHALLENGER:
-            print("level 2: waiting for approval: `make level2-approve`")
-        print(f"level 2: {outcome.deployed or 'not deployed until approved'}")
+            lines.append("level 2: waiting for approval: `make level2-approve`")
+        lines.append(f"level 2: {outcome.deployed or 'not deployed until approved'}")
     work, mlflow_io = outcome.clock.total("work"), outcome.clock.total("mlflow")
-    print(
+    lines.append(
         f"level 2: flow {seconds:.1f} s = pipeline work {work:.1f} s + MLflow {mlflow_io:.1f} s "
         f"+ Prefect {seconds - work - mlflow_io:.1f} s"
     )
+    return lines

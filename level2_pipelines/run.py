@@ -3,9 +3,12 @@
     python -m level2_pipelines.run [--batch PATH | --simulate ROWS] [--approval auto|manual]
                                    [--force]
 
-With the workshop's Prefect server up (`make level2-up`) the run is recorded there. Otherwise
-Prefect starts a temporary API for this run; it takes ~10 s to boot, so it is started first, in
-the background, and boots while this process imports the pipeline's libraries (~10 s more).
+With the workshop's servers up (`make level2-up`) the run goes to its warm worker, a process
+that has the pipeline's libraries imported already (`warm.py`), and is recorded on its Prefect
+server; this process only submits it and prints the same report. With the Prefect server up but
+no warm worker ready, the run happens here and is recorded there. Otherwise Prefect starts a
+temporary API for this run; it takes ~10 s to boot, so it is started first, in the background,
+and boots while this process imports the pipeline's libraries (~10 s more).
 """
 
 import argparse
@@ -13,6 +16,7 @@ import sys
 import threading
 import time
 from contextlib import nullcontext
+from pathlib import Path
 
 import httpx
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -42,6 +46,8 @@ def main() -> None:
     settings = Settings()
     server = local_prefect_server(settings)
     print(f"level 2: Prefect API {server or 'temporary (started for this run)'}", flush=True)
+    if server is not None and run_warm(args, settings, server):
+        return
     booting = None
     if server is None:
         # The same singleton Prefect would start on first use: booting it now overlaps its
@@ -63,6 +69,35 @@ def main() -> None:
         except (BatchRejected, RegistryError, UnsafeBatchName) as error:
             sys.exit(f"level 2: {error}")
     report(outcome, settings, time.perf_counter() - start)
+
+
+def run_warm(args: argparse.Namespace, settings: Settings, server: str) -> bool:
+    """Run in the warm worker if it is ready; False if it is not (saying why in one line when
+    there is one that cannot take the run)."""
+    from level2_pipelines.warm import WarmRunLost, ready_worker, run_in_worker
+
+    worker, why_not = ready_worker(settings)
+    if worker is None:
+        if why_not:
+            print(f"level 2: {why_not}; running in this process", flush=True)
+        return False
+    print(f"level 2: running in the warm worker (pid {worker.pid}, `make level2-up`)", flush=True)
+    batch = str(Path(args.batch).resolve()) if args.batch else None  # it has its own cwd
+    with temporary_settings({PREFECT_API_URL: server}):
+        try:
+            result = run_in_worker(
+                settings,
+                batch_path=batch,
+                approval=args.approval,
+                simulate_rows=args.simulate,
+                force=args.force,
+            )
+        except WarmRunLost as error:
+            sys.exit(f"level 2: in the warm worker, {error}")
+    if result.error:
+        sys.exit(result.error)
+    print("\n".join(result.lines))
+    return True
 
 
 if __name__ == "__main__":
