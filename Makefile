@@ -131,6 +131,14 @@ level2-approve: $(STAMP) | $(PREFECT_HOME) ## Level 2: promote the waiting `chal
 level2-registry: $(STAMP) | $(PREFECT_HOME) ## Level 2: list registry versions, aliases and gate outcomes
 	$(PY) -m level2_pipelines.registry show
 
+.PHONY: level2-monitor
+level2-monitor: $(STAMP) | $(PREFECT_HOME) ## Level 2: compare the last 200 served answers with the reference; on drift, ask for a retraining
+	$(PY) -m level2_pipelines.monitor
+
+.PHONY: level2-bench
+level2-bench: $(STAMP) | $(PREFECT_HOME) ## Level 2: serving speed with the prediction log on and off, c=1/8/32
+	$(PY) -m level2_pipelines.bench
+
 .PHONY: level2-up
 level2-up: $(STAMP) | $(PREFECT_HOME) ## Level 2: start the Prefect server+UI (:4200), MLflow UI (:5000), the warm worker and the deployments
 	$(PY) -m level2_pipelines.local_servers up
@@ -188,8 +196,9 @@ test-readme: $(STAMP) | $(PREFECT_HOME) ## Run every README's console commands i
 	$(PY) -m pytest -m walkthrough -rP --durations=0 tests/test_readme_walkthrough.py
 
 .PHONY: bench
-bench: $(STAMP) ## Serving speed: level 1 vs mlflow models serve vs in-process, c=1/8/32
+bench: $(STAMP) | $(PREFECT_HOME) ## Serving speed: level 1 vs mlflow models serve vs in-process; level 2 with its prediction log on and off
 	$(PY) -m level1_devops.bench
+	$(PY) -m level2_pipelines.bench
 
 .PHONY: bench-workshop
 bench-workshop: $(STAMP) ## Time the workshop path (demo, test, scorecard, level 2 runs) against its targets (tens of minutes)

@@ -1,31 +1,39 @@
-"""The level 2 service: the contract's endpoints over the registry's `champion`.
+"""The level 2 service: the contract's endpoints over the registry's `champion`, watched.
 
 It follows the champion without a restart: a background task asks the registry who is
 champion every `poll_seconds` (and at once on `POST /admin/reload`); a new version is loaded
 completely, off the event loop, and only then swapped in with one reference assignment. A
 request holds the model it started with, so none fails or sees a half-loaded model during a
 swap. Bad input is a 4xx whose message names the field, never a 5xx.
+
+Every answer gets a `prediction_id` and is recorded in the prediction log off the request path
+(`prediction_log.py`); `POST /feedback` brings the true species back to it, and `GET /metrics`
+shows requests, latencies, predictions, the served version, live accuracy and the drift
+monitor's latest statistics (`metrics.py`).
 """
 
 import asyncio
 import logging
 import secrets
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from level2_pipelines import registry
+from level2_pipelines import prediction_log, registry
+from level2_pipelines.metrics import RequestMetrics, ServiceMetrics
 from level2_pipelines.model import Lineage, ModelLoadError, load_version
 from level2_pipelines.predict import PipelinePredictor, Predictor, serving_predictor
 from level2_pipelines.schemas import (
@@ -33,6 +41,8 @@ from level2_pipelines.schemas import (
     BatchPredictionPublic,
     BatchRequest,
     ErrorPublic,
+    FeedbackPublic,
+    FeedbackRequest,
     FieldError,
     HealthPublic,
     LineagePublic,
@@ -59,6 +69,7 @@ class ServedModel:
         classes = self.predictor.classes
         return [
             SpeciesPrediction(
+                prediction_id=uuid.uuid4().hex,
                 species=classes[row.argmax()],
                 probabilities=dict(zip(classes, row.tolist(), strict=True)),
             )
@@ -111,6 +122,7 @@ class ChampionFollower:
                 self._report(f"model: champion {error}")
                 raise
             self.app.state.model = loaded  # the swap: one assignment, the model already whole
+            self.app.state.metrics.show_served(loaded.lineage.version)
             self._retry.clear()
             self._report(None)
             log.info("now serving %s v%s", self.name, loaded.lineage.version)
@@ -226,7 +238,9 @@ WHY = {
     400: "The body could not be read (not UTF-8 JSON text)",
     401: "No admin bearer token, or the wrong one",
     403: "Admin is off: this service has no token",
-    409: "The registry refuses the action; the message says why",
+    404: "No such prediction was served here; the message names the field",
+    409: "The registry refuses the action, or this service keeps no prediction log; the "
+    "message says why",
     413: "The body is larger than the service accepts",
     422: "Invalid input; the message names the field",
     503: "No model to serve, or the registry cannot be read; the message says which",
@@ -241,32 +255,68 @@ def documented(*statuses: int) -> dict[int | str, dict]:
 bearer = HTTPBearer(auto_error=False)
 
 
-def create_app(settings: Settings | None = None, model: ServedModel | None = None) -> FastAPI:
+async def keep_books(log: prediction_log.PredictionLog, settings: Settings, metrics) -> None:
+    """Write recorded answers every `flush_every_s`; refresh the gauges read from the log and
+    from the drift monitor's report every `metrics_every_s`."""
+    refreshed = 0.0
+    while True:
+        await asyncio.sleep(settings.flush_every_s)
+        await asyncio.to_thread(log.flush)
+        metrics.log_pending.set(log.pending)
+        metrics.log_dropped.set(log.dropped)
+        if time.monotonic() - refreshed >= settings.metrics_every_s:
+            refreshed = time.monotonic()
+            since = time.time() - settings.live_accuracy_window_s
+            with suppress(prediction_log.sa.exc.SQLAlchemyError):  # shown again next time
+                rows = await asyncio.to_thread(
+                    prediction_log.live_accuracy, log.engine, since=since
+                )
+                metrics.show_live_accuracy(rows)
+            metrics.show_drift(settings.monitor_dir / "latest.json")
+
+
+def create_app(
+    settings: Settings | None = None,
+    model: ServedModel | None = None,
+    *,
+    record: bool | None = None,
+) -> FastAPI:
     """The service. With `model`, it serves that one model and does not follow the registry
-    (the pipeline's smoke test uses this); otherwise it follows the champion."""
+    (the pipeline's smoke test uses this); otherwise it follows the champion. It records its
+    answers in the prediction log if the settings say so and `record` (default: when it
+    follows the champion; a smoke test's answers must not reach the monitor)."""
     settings = settings or Settings()
+    record = model is None if record is None else record
+    metrics = ServiceMetrics()
+    metrics.show_served(model.lineage.version if model else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if model is not None:
+        async with AsyncExitStack() as stack:
+            if record and settings.prediction_log:
+                log = await asyncio.to_thread(open_log, settings)
+                app.state.prediction_log = log
+                # Last out: what is still pending is written after the last request.
+                stack.push_async_callback(asyncio.to_thread, log.engine.dispose)
+                stack.push_async_callback(asyncio.to_thread, log.flush)
+                stack.push_async_callback(
+                    stop, asyncio.create_task(keep_books(log, settings, metrics))
+                )
+            if model is None:
+                follower = ChampionFollower(
+                    app,
+                    await asyncio.to_thread(connect, settings),
+                    settings.model_name,
+                    settings.poll_seconds,
+                )
+                app.state.follower = follower
+                # Stay up even if nothing can be served yet (/ready is 503 and says why) and
+                # keep following: a fixed champion, or a rollback, is picked up without a
+                # restart.
+                with suppress(ModelLoadError, registry.RegistryError):  # reported by refresh
+                    await follower.refresh()
+                stack.push_async_callback(stop, asyncio.create_task(follower.follow()))
             yield
-            return
-        follower = ChampionFollower(
-            app,
-            await asyncio.to_thread(connect, settings),
-            settings.model_name,
-            settings.poll_seconds,
-        )
-        app.state.follower = follower
-        # Stay up even if nothing can be served yet (/ready is 503 and says why) and keep
-        # following: a fixed champion, or a rollback, is picked up without a restart.
-        with suppress(ModelLoadError, registry.RegistryError):  # reported by refresh
-            await follower.refresh()
-        task = asyncio.create_task(follower.follow())
-        yield
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
 
     app = FastAPI(
         title="Penguin species service (level 2)",
@@ -278,7 +328,10 @@ def create_app(settings: Settings | None = None, model: ServedModel | None = Non
         responses=documented(413),
     )
     app.state.model = model
+    app.state.metrics = metrics
+    app.state.prediction_log = None
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: it sees every answer
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     # The configured token, or the random one `serve` keeps in the state folder. None: the
@@ -308,18 +361,63 @@ def create_app(settings: Settings | None = None, model: ServedModel | None = Non
     # would fight over the GIL (measured 1.8x faster here).
     @app.post("/predict", responses=documented(400, 422, 503))
     async def predict(
-        penguin: Annotated[PenguinFeatures, Body(openapi_examples=EXAMPLES)], served: ModelDep
+        penguin: Annotated[PenguinFeatures, Body(openapi_examples=EXAMPLES)],
+        served: ModelDep,
+        request: Request,
     ) -> PredictionPublic:
         """Predict one penguin's species, with the probability of each."""
         (prediction,) = served.predict([penguin])
+        remember(request, served, [penguin], [prediction])
         return PredictionPublic(**prediction.model_dump(), model_version=served.lineage.version)
 
     @app.post("/predict/batch", responses=documented(400, 422, 503))
-    async def predict_batch(batch: BatchRequest, served: ModelDep) -> BatchPredictionPublic:
+    async def predict_batch(
+        batch: BatchRequest, served: ModelDep, request: Request
+    ) -> BatchPredictionPublic:
         """Predict up to MAX_BATCH_SIZE penguins in one call, in the order given."""
-        return BatchPredictionPublic(
-            predictions=served.predict(batch.penguins), model_version=served.lineage.version
+        predictions = served.predict(batch.penguins)
+        remember(request, served, batch.penguins, predictions)
+        return BatchPredictionPublic(predictions=predictions, model_version=served.lineage.version)
+
+    @app.post("/feedback", responses=documented(400, 401, 403, 404, 409, 422))
+    async def give_feedback(body: FeedbackRequest, request: Request, _: AdminDep) -> FeedbackPublic:
+        """The true species of a bird this service answered for, confirmed later; the drift
+        monitor computes live accuracy from it, and a retraining learns from these rows. It
+        changes what the next model learns, so it takes the admin token."""
+        log: prediction_log.PredictionLog | None = request.app.state.prediction_log
+        if log is None:
+            raise HTTPException(
+                status_code=409, detail="prediction_id: this service keeps no prediction log"
+            )
+        try:
+            known = await asyncio.to_thread(log.knows, body.prediction_id)
+            if not known:
+                raise HTTPException(
+                    status_code=404,
+                    detail=f"prediction_id: {body.prediction_id} is not an answer of this service",
+                )
+            kept = await asyncio.to_thread(
+                prediction_log.add_feedback, log.engine, body.prediction_id, body.species
+            )
+        except prediction_log.sa.exc.SQLAlchemyError as error:
+            log_error = str(error).splitlines()[0][:200]
+            raise HTTPException(
+                status_code=503, detail=f"prediction log: cannot be read ({log_error})"
+            ) from None
+        return FeedbackPublic(
+            prediction_id=kept.prediction_id, species=kept.species, replaced=kept.previous
         )
+
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+    )
+    async def prometheus_metrics() -> PlainTextResponse:
+        """Prometheus text format: requests by endpoint and status, latency histograms,
+        predictions by species and model version, the served version, live accuracy and the
+        drift monitor's latest statistics."""
+        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health")
     async def health() -> HealthPublic:
@@ -370,6 +468,42 @@ def create_app(settings: Settings | None = None, model: ServedModel | None = Non
         )
 
     return app
+
+
+def open_log(settings: Settings) -> prediction_log.PredictionLog:
+    return prediction_log.PredictionLog(
+        prediction_log.open_engine(settings.resolved_prediction_log_uri)
+    )
+
+
+async def stop(task: asyncio.Task) -> None:
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+
+
+def remember(
+    request: Request,
+    served: ServedModel,
+    penguins: list[PenguinFeatures],
+    predictions: list[SpeciesPrediction],
+) -> None:
+    """Count the answers and record them in the prediction log (in memory; written later)."""
+    version = served.lineage.version
+    counter = request.app.state.metrics.predictions
+    log: prediction_log.PredictionLog | None = request.app.state.prediction_log
+    latency_ms = (time.perf_counter() - request.state.started) * 1000
+    for penguin, prediction in zip(penguins, predictions, strict=True):
+        counter.labels(prediction.species, version).inc()
+        if log is not None:
+            log.record(
+                prediction.prediction_id,
+                version,
+                penguin.model_dump(),
+                prediction.species,
+                prediction.probabilities,
+                latency_ms,
+            )
 
 
 def _follower(request: Request) -> ChampionFollower:

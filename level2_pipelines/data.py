@@ -37,6 +37,20 @@ def reference_and_new_rows(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     return split_by_year(training_split(seed))
 
 
+ORIGINAL_REFERENCE = "reference"  # the 2007-2008 birds the first model was trained on
+REFERENCE_TAG = "monitor_reference"  # on a run and its version: the rows it is watched against
+
+
+def watched_reference(name: str | None, seed: int, batches_dir: Path) -> pd.DataFrame:
+    """The rows a champion is watched against (drift monitor) and new batches are held to
+    (validation): the original reference rows, or the kept batch `name` whose drift the
+    monitor confirmed. The reference moves with each champion; see monitor.py."""
+    if name in (None, ORIGINAL_REFERENCE):
+        return reference_and_new_rows(seed)[0]
+    (kept,) = [p for p in (batches_dir / name).iterdir() if p.suffix in {".csv", ".parquet"}]
+    return read_batch_file(kept)
+
+
 @dataclass(frozen=True)
 class Batch:
     batch_id: str

@@ -13,7 +13,11 @@
   (~10-15 s): a deployment run always starts a fresh process, after the runner's next poll.
   The event is sent all the same, labelled `penguins.batch.route: warm-worker` and naming the
   task run; the trigger only takes events labelled `deployment`, so a batch runs once.
+- `penguins-training/on-drift`: a deployment trigger on `penguins.drift.detected`, which the
+  drift monitor emits (`monitor.py`); the run trains on the served birds whose true species
+  came back since the drift began, read from the monitor's MLflow run, not from the event.
 - `penguins-training/on-demand`: no schedule, for runs started from the UI or the CLI.
+- `penguins-monitor/every-minute`: the drift monitor, every LEVEL2_MONITOR_EVERY_S seconds.
 
 Each deployment run executes in a fresh subprocess, as Prefect's runner does, and shows in the
 Prefect UI. Each deployment runs one flow run at a time (later ones wait, queued, in the UI); across
@@ -39,6 +43,7 @@ from prefect.events import DeploymentEventTrigger, emit_event
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from level2_pipelines import warm
+from level2_pipelines.monitor import DRIFT_DETECTED, drift_monitor
 from level2_pipelines.pipeline import training_pipeline
 from level2_pipelines.run import local_prefect_server
 from level2_pipelines.settings import Settings
@@ -130,7 +135,8 @@ def hand_over(name: str, digest: str) -> str:
 
 
 def deployments(settings: Settings) -> list[RunnerDeployment]:
-    """The pipeline's three deployments: scheduled, on new data, and on demand."""
+    """The pipeline's deployments (scheduled, on new data, on drift, on demand) and the
+    monitor's."""
     one_at_a_time = ConcurrencyLimitConfig(
         limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
     )
@@ -151,7 +157,21 @@ def deployments(settings: Settings) -> list[RunnerDeployment]:
             ],
             concurrency_limit=one_at_a_time,
         ),
+        training_pipeline.to_deployment(
+            name="on-drift",
+            triggers=[
+                DeploymentEventTrigger(
+                    expect={DRIFT_DETECTED},
+                    # Only the monitor's run id: the flow reads the verdict from MLflow.
+                    parameters={"drift_run_id": "{{ event.payload.monitor_run_id }}"},
+                )
+            ],
+            concurrency_limit=one_at_a_time,
+        ),
         training_pipeline.to_deployment(name="on-demand", concurrency_limit=one_at_a_time),
+        drift_monitor.to_deployment(
+            name="every-minute", interval=settings.monitor_every_s, concurrency_limit=1
+        ),
     ]
 
 

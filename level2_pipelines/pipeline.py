@@ -32,14 +32,17 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
-from level2_pipelines import registry
+from level2_pipelines import prediction_log, registry
 from level2_pipelines.api import ServedModel, create_app
 from level2_pipelines.data import (
+    ORIGINAL_REFERENCE,
+    REFERENCE_TAG,
     Batch,
     held_out_rows,
     make_batch,
     read_batch_file,
     reference_and_new_rows,
+    watched_reference,
 )
 from level2_pipelines.deploy import follow_in_service
 from level2_pipelines.evaluate import Verdict, evaluate, judge
@@ -80,6 +83,24 @@ class Clock:
         return sum(s for (k, _), s in self.seconds.items() if k == kind)
 
 
+@dataclass(frozen=True)
+class DriftVerdict:
+    """The drift monitor's verdict a retraining was asked for with (its MLflow run)."""
+
+    monitor_run_id: str
+    since: float  # the drifted window's first answer
+    drifted: tuple[str, ...]  # the checks that flagged it
+
+
+def drift_verdict(client: MlflowClient, monitor_run_id: str) -> DriftVerdict:
+    """Read the verdict from the monitor's own MLflow run: the evidence, not an event's word."""
+    tags = client.get_run(monitor_run_id).data.tags
+    if tags.get("verdict") != "drift":
+        raise BatchRejected(f"drift_run_id: MLflow run {monitor_run_id} is not a drift verdict")
+    drifted = tuple(c for c in tags.get("drifted", "").split(",") if c and c != "-")
+    return DriftVerdict(monitor_run_id, float(tags["since"]), drifted)
+
+
 @dataclass
 class Outcome:
     batch_id: str
@@ -115,12 +136,24 @@ def landed_path(name: str, settings: Settings) -> Path:
 
 @stage(retries=2, retry_delay_seconds=[1, 5])  # file reads can fail on a shared disk
 def ingest(
-    batch_path: str | None, simulate_rows: int | None, settings: Settings, clock: Clock
+    batch_path: str | None,
+    simulate_rows: int | None,
+    verdict: DriftVerdict | None,
+    settings: Settings,
+    clock: Clock,
 ) -> tuple[Batch, pd.DataFrame]:
-    """The new batch (a file, simulated birds, or the 2009 birds) with an id and hash, and the
-    reference rows."""
+    """The new batch (a file, simulated birds, the served birds whose species came back since
+    drift was detected, or the 2009 birds) with an id and hash, and the reference rows."""
     with clock.measure("work", "ingest"):
         reference, new_rows = reference_and_new_rows(settings.seed)
+        if verdict is not None:
+            engine = prediction_log.open_engine(settings.resolved_prediction_log_uri)
+            try:
+                labelled = prediction_log.labelled_rows(engine, since=verdict.since)
+            finally:
+                engine.dispose()
+            source = f"{len(labelled)} served birds confirmed since drift ({verdict.drifted})"
+            return make_batch(labelled, source), reference
         if batch_path is not None:
             return make_batch(read_batch_file(Path(batch_path)), batch_path), reference
         if simulate_rows is not None:
@@ -131,13 +164,32 @@ def ingest(
 
 @stage
 def validate(
-    batch: Batch, reference: pd.DataFrame, settings: Settings, run_id: str, clock: Clock
+    batch: Batch,
+    watched: pd.DataFrame,
+    verdict: DriftVerdict | None,
+    settings: Settings,
+    run_id: str,
+    clock: Clock,
 ) -> BatchRejected | None:
-    """Run the GX suite and keep the data docs; quarantine a failing batch and say why."""
+    """Run the GX suite and keep the data docs; quarantine a failing batch and say why.
+    Distribution bounds come from the rows the champion is watched against; for the rows of a
+    drift the monitor confirmed, the drifted columns' bounds defer to its verdict, while every
+    contract check (columns, types, ranges, categories, missing values) still holds."""
     docs_dir = settings.data_docs_dir / batch.batch_id
+    deferred = set(verdict.drifted) if verdict is not None else set()
+    deferral = (
+        {"validation_deferred": f"{sorted(deferred)} to monitor run {verdict.monitor_run_id}"}
+        if verdict is not None
+        else {}
+    )
     with clock.measure("work", "validate"):
         report = validate_frame(
-            batch.frame, reference, settings.min_batch_rows, docs_dir, batch.batch_id
+            batch.frame,
+            watched,
+            settings.min_batch_rows,
+            docs_dir,
+            batch.batch_id,
+            deferred=deferred,
         )
     with clock.measure("mlflow", "validate"):
         client = MlflowClient()
@@ -146,7 +198,7 @@ def validate(
             client,
             run_id,
             metrics={"expectations_failed": len(report.failed)},
-            tags={"validation": "passed" if report.success else "failed"},
+            tags={"validation": "passed" if report.success else "failed"} | deferral,
         )
     if report.success:
         keep(batch, settings.batches_dir / batch.batch_id, settings)
@@ -176,7 +228,12 @@ def keep(batch: Batch, folder: Path, settings: Settings) -> Path:
 
 @stage
 def train(
-    batch: Batch, reference: pd.DataFrame, settings: Settings, run_id: str, clock: Clock
+    batch: Batch,
+    reference: pd.DataFrame,
+    watched_name: str,
+    settings: Settings,
+    run_id: str,
+    clock: Clock,
 ) -> Candidate:
     """Fit on reference + batch; log parameters, metrics, model and lineage to the run."""
     with clock.measure("work", "train"):
@@ -191,6 +248,7 @@ def train(
         "batch_checksum": batch.checksum,
         "flow_run_id": str(flow_run.id),
         "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        REFERENCE_TAG: watched_name,  # what the monitor compares its traffic with
     }
     with clock.measure("mlflow", "train"):
         return record_training(
@@ -330,9 +388,12 @@ def training_pipeline(
     simulate_rows: int | None = None,
     incoming_name: str | None = None,
     force: bool = False,
+    drift_run_id: str | None = None,
 ) -> Outcome | State:
     """Train on a batch: a file (`batch_path`, or `incoming_name` for a file landed in the
-    incoming folder), `simulate_rows` simulated birds, or by default the 2009 birds."""
+    incoming folder), `simulate_rows` simulated birds, the served birds whose true species came
+    back since the drift monitor's run `drift_run_id` found drift, or by default the 2009
+    birds."""
     settings = Settings()
     clock = Clock()
     # Opening the store is MLflow's too: in a fresh process it imports SQLAlchemy and Alembic
@@ -341,7 +402,8 @@ def training_pipeline(
         client = connect(settings)
     if incoming_name is not None:
         batch_path = str(landed_path(incoming_name, settings))
-    batch, reference = ingest(batch_path, simulate_rows, settings, clock)
+    verdict = drift_verdict(client, drift_run_id) if drift_run_id is not None else None
+    batch, reference = ingest(batch_path, simulate_rows, verdict, settings, clock)
     with registry.decision(settings):
         earlier = registry.trained_on(client, settings.model_name, batch.checksum)
         if earlier is not None and not force:
@@ -351,7 +413,9 @@ def training_pipeline(
                 f"as {settings.model_name} v{earlier.version}; nothing new to learn "
                 "(`make level2 FORCE=1` or --force trains on it again)",
             )
-        outcome = decide(batch, reference, approval or settings.approval, settings, client, clock)
+        outcome = decide(
+            batch, reference, verdict, approval or settings.approval, settings, client, clock
+        )
     if isinstance(outcome, Outcome) and outcome.promoted_to == registry.CHAMPION:
         # After the decision: the alias has moved whatever the service says.
         outcome.deployed = deploy(outcome.version, settings)
@@ -361,26 +425,37 @@ def training_pipeline(
 def decide(
     batch: Batch,
     reference: pd.DataFrame,
+    verdict: DriftVerdict | None,
     approval: str,
     settings: Settings,
     client: MlflowClient,
     clock: Clock,
 ) -> Outcome | State:
     """validate -> train -> evaluate -> register -> promote, as one MLflow run."""
+    tags = {"batch_id": batch.batch_id, "batch_source": batch.source}
+    if verdict is not None:
+        tags["drift_verdict"] = verdict.monitor_run_id  # the evidence this run was asked with
     run = client.create_run(
         client.get_experiment_by_name(settings.experiment).experiment_id,
         run_name=f"batch {batch.batch_id}",
-        tags={"batch_id": batch.batch_id, "batch_source": batch.source},
+        tags=tags,
     )
     outcome = Outcome(batch_id=batch.batch_id, run_id=run.info.run_id, clock=clock)
+    # The reference moves with each champion: rows whose drift the monitor confirmed become
+    # the reference of the model trained on them, and of every model after it.
+    champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
+    watched_name = (champion.tags.get(REFERENCE_TAG) if champion else None) or ORIGINAL_REFERENCE
+    watched = watched_reference(watched_name, settings.seed, settings.batches_dir)
+    if verdict is not None:
+        watched_name = batch.batch_id
     try:
-        rejected = validate(batch, reference, settings, outcome.run_id, clock)
+        rejected = validate(batch, watched, verdict, settings, outcome.run_id, clock)
         if rejected is not None:
             # An expected outcome, not a crash: the run fails with the reasons (no traceback
             # in the logs), and calling the flow raises `rejected`.
             client.set_terminated(outcome.run_id, "FAILED")
             return Failed(message=str(rejected), data=rejected)
-        candidate = train(batch, reference, settings, outcome.run_id, clock)
+        candidate = train(batch, reference, watched_name, settings, outcome.run_id, clock)
         outcome.metrics = candidate.metrics
         verdict = evaluate_candidate(candidate, settings, clock)
         outcome.version = register(candidate, verdict, batch, settings, clock)

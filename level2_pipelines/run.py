@@ -1,7 +1,7 @@
 """Run the level 2 pipeline once, on demand: `make level2 [BATCH=path]`, or
 
-    python -m level2_pipelines.run [--batch PATH | --simulate ROWS] [--approval auto|manual]
-                                   [--force]
+    python -m level2_pipelines.run [--batch PATH | --simulate ROWS | --drift-run-id ID]
+                                   [--approval auto|manual] [--force]
 
 With the workshop's servers up (`make level2-up`) the run goes to its warm worker, a process
 that has the pipeline's libraries imported already (`warm.py`), and is recorded on its Prefect
@@ -38,6 +38,12 @@ def main() -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--batch", help="a CSV or Parquet batch; default: the 2009 birds")
     source.add_argument("--simulate", type=int, metavar="ROWS", help="a simulated batch")
+    source.add_argument(
+        "--drift-run-id",
+        metavar="ID",
+        help="the served birds whose species came back since the drift monitor's MLflow run ID "
+        "found drift (what the on-drift deployment runs)",
+    )
     parser.add_argument("--approval", choices=["auto", "manual"], help="default: settings")
     parser.add_argument(
         "--force", action="store_true", help="train even if this content was trained on before"
@@ -65,7 +71,13 @@ def main() -> None:
     start = time.perf_counter()
     with temporary_settings({PREFECT_API_URL: server}) if server else nullcontext():
         try:
-            outcome = training_pipeline(args.batch, args.approval, args.simulate, force=args.force)
+            outcome = training_pipeline(
+                args.batch,
+                args.approval,
+                args.simulate,
+                force=args.force,
+                drift_run_id=args.drift_run_id,
+            )
         except (BatchRejected, RegistryError, UnsafeBatchName) as error:
             sys.exit(f"level 2: {error}")
     report(outcome, settings, time.perf_counter() - start)
@@ -91,6 +103,7 @@ def run_warm(args: argparse.Namespace, settings: Settings, server: str) -> bool:
                 approval=args.approval,
                 simulate_rows=args.simulate,
                 force=args.force,
+                drift_run_id=args.drift_run_id,
             )
         except WarmRunLost as error:
             sys.exit(f"level 2: in the warm worker, {error}")

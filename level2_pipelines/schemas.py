@@ -44,7 +44,15 @@ class BatchRequest(BaseModel):
     penguins: list[PenguinFeatures] = Field(min_length=1, max_length=MAX_BATCH_SIZE)
 
 
+PREDICTION_ID = r"^[0-9a-f]{32}$"
+
+
 class SpeciesPrediction(BaseModel):
+    prediction_id: str = Field(
+        pattern=PREDICTION_ID,
+        description="This answer's id in the prediction log; give it back with the true "
+        "species to `POST /feedback`",
+    )
     species: Species
     probabilities: dict[Species, float]
 
@@ -56,6 +64,31 @@ class PredictionPublic(SpeciesPrediction):
 class BatchPredictionPublic(BaseModel):
     predictions: list[SpeciesPrediction]
     model_version: str
+
+
+class FeedbackRequest(BaseModel):
+    """The true species of a bird the service answered for, once a biologist confirmed it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"prediction_id": "0f" * 16, "species": "Adelie"}],
+        },
+    )
+
+    prediction_id: str = Field(
+        pattern=PREDICTION_ID, description="The `prediction_id` of an answer of this service"
+    )
+    species: Species
+
+
+class FeedbackPublic(BaseModel):
+    prediction_id: str
+    species: Species
+    replaced: Species | None = Field(
+        description="The species confirmed before for this prediction, if any: the latest "
+        "confirmation is the one kept"
+    )
 
 
 class FieldError(BaseModel):

@@ -49,6 +49,20 @@ class Settings(BaseSettings):
     # One line per request costs ~10% of throughput on this small model; off unless asked for.
     access_log: bool = False
 
+    # Monitoring (Microsoft level 4): every answer is recorded for the drift monitor and for
+    # the true species that comes back later (`POST /feedback`).
+    prediction_log: bool = True
+    # Unset: a SQLite file in the state folder; for a team, e.g. postgresql+psycopg2://...
+    prediction_log_uri: str | None = None
+    flush_every_s: float = Field(default=0.5, gt=0)  # how often recorded answers are written
+    metrics_every_s: float = Field(default=5.0, gt=0)  # how often /metrics re-reads the log
+    live_accuracy_window_s: float = Field(default=24 * 3600, gt=0)  # feedback counted this far
+    # The drift monitor (`make level2-monitor`; every `monitor_every_s` with `make level2-up`).
+    monitor_window: int = Field(default=200, ge=20)  # answers compared with the reference
+    drift_alpha: float = Field(default=0.05, gt=0, lt=1)  # false alarms per clean window
+    monitor_every_s: int = Field(default=60, ge=10)
+    drift_cooldown_s: float = Field(default=600, ge=0)  # one retraining asked per champion per
+
     # The workshop's local servers (`make level2-up`).
     prefect_port: int = 4200
     mlflow_ui_port: int = 5000
@@ -90,6 +104,15 @@ class Settings(BaseSettings):
     @property
     def resolved_tracking_uri(self) -> str:
         return self.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
+
+    @property
+    def resolved_prediction_log_uri(self) -> str:
+        return self.prediction_log_uri or f"sqlite:///{self.state_dir / 'predictions.db'}"
+
+    @property
+    def monitor_dir(self) -> Path:
+        """The drift monitor's reports; `latest.json` is its newest verdict."""
+        return self.state_dir / "monitor"
 
     @property
     def mlflow_artifacts_dir(self) -> Path:

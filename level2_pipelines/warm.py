@@ -119,6 +119,7 @@ def warm_training(
     simulate_rows: int | None = None,
     incoming_name: str | None = None,
     force: bool = False,
+    drift_run_id: str | None = None,
 ) -> WarmResult:
     """Run the training flow in this (warm) process. Its flow run is tagged with this task run,
     so the supervisor can find it and mark it crashed too if the process dies."""
@@ -139,7 +140,13 @@ def warm_training(
         start = time.perf_counter()
         with tags(f"warm-task-run:{task_run_id}"):
             state = training_pipeline(
-                batch_path, approval, simulate_rows, incoming_name, force, return_state=True
+                batch_path,
+                approval,
+                simulate_rows,
+                incoming_name,
+                force,
+                drift_run_id,
+                return_state=True,
             )
         seconds = time.perf_counter() - start
         flow_run_id = str(state.state_details.flow_run_id)

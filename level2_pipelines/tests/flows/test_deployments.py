@@ -18,8 +18,9 @@ from level2_pipelines.pipeline import UnsafeBatchName, landed_path
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
-def test_publish_registers_three_deployments_with_schedule_and_trigger(settings):
-    """`make level2-publish` registers nightly (cron), on-new-data (trigger) and on-demand."""
+def test_publish_registers_the_deployments_with_schedules_and_triggers(settings):
+    """`make level2-publish` registers nightly (cron), on-new-data and on-drift (triggers),
+    on-demand, and the drift monitor on an interval."""
     names = publish(settings)
 
     async def read():
@@ -27,9 +28,14 @@ def test_publish_registers_three_deployments_with_schedule_and_trigger(settings)
             return {n: await client.read_deployment_by_name(n) for n in names}
 
     found = asyncio.run(read())
-    assert set(names) == {f"penguins-training/{n}" for n in ("nightly", "on-new-data", "on-demand")}
+    training = ("nightly", "on-new-data", "on-drift", "on-demand")
+    assert set(names) == {f"penguins-training/{n}" for n in training} | {
+        "penguins-monitor/every-minute"
+    }
     assert found["penguins-training/nightly"].schedules[0].schedule.cron == settings.retrain_cron
     assert found["penguins-training/on-demand"].schedules == []
+    monitor = found["penguins-monitor/every-minute"].schedules[0].schedule
+    assert monitor.interval.total_seconds() == settings.monitor_every_s
 
 
 def test_settled_files_are_batches_unchanged_since_the_last_poll(tmp_path):

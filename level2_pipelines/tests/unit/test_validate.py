@@ -79,3 +79,40 @@ def test_an_unknown_island_is_refused(reference, tmp_path):
     report = run(batch, reference, tmp_path)
 
     assert any("in_set on island" in line for line in report.failed)
+
+
+def test_a_drift_the_monitor_confirmed_is_learnable(reference, tmp_path):
+    """The same heavier birds pass once the monitor confirmed the drift in body mass: the
+    drift bounds of that column defer to its verdict."""
+    batch = simulate_batch(500, seed=3, drift=Drift(mean_shift={"body_mass_g": 500.0}))
+
+    report = validate_frame(batch, reference, 20, tmp_path, "drifted", deferred={"body_mass_g"})
+
+    assert report.success, report.failed
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda f: f.assign(body_mass_g=f["body_mass_g"] / 1000), "between on body_mass_g"),
+        (lambda f: f.assign(island=f["island"].str.lower()), "in_set on island"),
+        (
+            lambda f: f.assign(body_mass_g=f["body_mass_g"].mask(f.index % 3 == 0)),
+            "not_be_null on body_mass_g",
+        ),
+    ],
+    ids=["kilograms", "lowercase islands", "a third missing"],
+)
+def test_a_broken_export_is_refused_even_where_drift_is_deferred(
+    reference, tmp_path, damage, expected
+):
+    """Deferring a column's drift bounds keeps every contract check: grams written as
+    kilograms, lowercase islands or a third of the column missing are still refused."""
+    batch = damage(simulate_batch(500, seed=3, drift=Drift(mean_shift={"body_mass_g": 500.0})))
+
+    report = validate_frame(
+        batch, reference, 20, tmp_path, "broken", deferred={"body_mass_g", "island"}
+    )
+
+    assert not report.success
+    assert expected in "\n".join(report.failed)

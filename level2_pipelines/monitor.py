@@ -1,0 +1,264 @@
+"""The drift monitor (Microsoft level 4): watch what the served model is asked, and ask for a
+retraining when the world moved. A Prefect flow:
+
+    make level2-monitor          once, now
+    python -m level2_pipelines.monitor
+
+and, while `make level2-up` runs, the deployment `penguins-monitor/every-minute`
+(LEVEL2_MONITOR_EVERY_S). Each run:
+
+1. reads the last `monitor_window` answers from the prediction log (fewer: it says how many
+   it waits for, and stops);
+2. compares them with the champion's reference rows (`drift.py`: KS per measurement,
+   chi-squared for island, sex and the predicted species), and computes live accuracy from the
+   feedback on that window;
+3. writes an HTML report with a plot per feature and a JSON verdict to the state folder
+   (`latest.json` is what `/metrics` shows), and logs both to an MLflow run of the experiment
+   `<experiment>-monitor`;
+4. on drift, or live accuracy under the gate's floor, emits `penguins.drift.detected`, which
+   the `penguins-training/on-drift` deployment's trigger turns into a training run on the
+   window's labelled rows; with fewer labelled rows than a batch needs it emits
+   `penguins.drift.waiting-for-labels` instead and says what it waits for. It asks once per
+   champion per `drift_cooldown_s`: a retraining takes a while to land.
+
+The reference moves with each champion: a model trained on rows whose drift the monitor
+confirmed is watched against those rows (the world it was trained for), and so is every model
+that follows it (`reference_rows`).
+"""
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+from mlflow import MlflowClient
+from prefect import flow, get_run_logger
+from prefect.events import emit_event
+
+from level2_pipelines import drift, prediction_log, registry
+from level2_pipelines.data import ORIGINAL_REFERENCE, REFERENCE_TAG, watched_reference
+from level2_pipelines.model import load_version
+from level2_pipelines.settings import Settings
+from level2_pipelines.tracking import connect, log_to_run
+from shared.contract import FEATURES
+
+DRIFT_DETECTED = "penguins.drift.detected"
+WAITING_FOR_LABELS = "penguins.drift.waiting-for-labels"
+
+
+@dataclass
+class MonitorOutcome:
+    status: Literal["waiting-for-traffic", "clean", "drift", "waiting-for-labels", "asked"]
+    detail: str
+    window_rows: int = 0
+    drifted: list[str] = field(default_factory=list)
+    live_accuracy: float | None = None
+    labelled_rows: int = 0
+    mlflow_run_id: str | None = None
+    report: Path | None = None
+
+
+def reference_rows(settings: Settings, champion) -> tuple[pd.DataFrame, str]:
+    """The rows the champion is watched against, and their name."""
+    name = (champion.tags.get(REFERENCE_TAG) if champion else None) or ORIGINAL_REFERENCE
+    return watched_reference(name, settings.seed, settings.batches_dir), name
+
+
+@flow(name="penguins-monitor")
+def drift_monitor() -> MonitorOutcome:
+    """Compare the latest window of served answers with the champion's reference; ask for a
+    retraining on drift or low live accuracy."""
+    settings = Settings()
+    logger = get_run_logger()
+    engine = prediction_log.open_engine(settings.resolved_prediction_log_uri)
+    try:
+        window = prediction_log.served_window(engine, last=settings.monitor_window)
+        if len(window) < settings.monitor_window:
+            return MonitorOutcome(
+                "waiting-for-traffic",
+                f"{len(window)} of {settings.monitor_window} answers in the prediction log; "
+                "a window needs them all",
+                window_rows=len(window),
+            )
+        since = float(window["served_at"].min()) - 1e-6  # the window's own answers and later
+        labelled = prediction_log.labelled_rows(engine, since=since)
+        right = prediction_log.live_accuracy(engine, since=since)
+    finally:
+        engine.dispose()
+    client = connect(settings)
+    champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
+    reference, reference_name = reference_rows(settings, champion)
+    predictions = {}  # the prediction mix, compared when there is a champion to predict
+    if champion is not None:
+        pipeline, _ = load_version(client, settings.model_name, champion.version)
+        predictions = {
+            "reference_predictions": pd.Series(pipeline.predict(reference[list(FEATURES)])),
+            "window_predictions": window["predicted"],
+        }
+    reference, window = reference[list(FEATURES)], window[list(FEATURES)]
+    report = drift.compare(reference, window, alpha=settings.drift_alpha, **predictions)
+    # The champion's own answers: a model it replaced is not held against it.
+    mine = next((r for r in right if champion and r.model_version == str(champion.version)), None)
+    accuracy = mine.accuracy if mine is not None and mine.labelled else None
+    low_accuracy = (
+        accuracy is not None
+        and mine.labelled >= settings.min_batch_rows
+        and accuracy < settings.macro_f1_floor
+    )
+    outcome = MonitorOutcome(
+        "clean",
+        f"no drift in {len(window)} answers against {reference_name} "
+        f"({len(report.checks)} checks, p < {report.threshold:.4f} each)",
+        window_rows=len(window),
+        drifted=report.drifted,
+        live_accuracy=accuracy,
+        labelled_rows=len(labelled),
+    )
+    if report.drifted or low_accuracy:
+        reasons = [f"drift in {', '.join(report.drifted)}"] if report.drifted else []
+        reasons += [f"live accuracy {accuracy:.3f} < {settings.macro_f1_floor}"] * low_accuracy
+        outcome.detail = "; ".join(reasons)
+        outcome.status = "drift"
+    outcome.report, outcome.mlflow_run_id = record(
+        report, reference, window, predictions, reference_name, outcome, since, settings, client
+    )
+    if outcome.status == "drift":
+        ask_for_retraining(outcome, champion, since, settings, logger)
+    logger.info("monitor: %s: %s", outcome.status, outcome.detail)
+    return outcome
+
+
+def record(
+    report: drift.DriftReport,
+    reference: pd.DataFrame,
+    window: pd.DataFrame,
+    predictions: dict[str, pd.Series],
+    reference_name: str,
+    outcome: MonitorOutcome,
+    since: float,
+    settings: Settings,
+    client: MlflowClient,
+) -> tuple[Path, str]:
+    """The HTML report and JSON verdict in the state folder, and an MLflow run holding both."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    folder = settings.monitor_dir / stamp
+    folder.mkdir(parents=True, exist_ok=True)
+    html = drift.write_html(report, reference, window, folder / "drift.html", **predictions)
+    experiment = client.get_experiment_by_name(f"{settings.experiment}-monitor")
+    experiment_id = (
+        experiment.experiment_id
+        if experiment is not None
+        else client.create_experiment(
+            f"{settings.experiment}-monitor",
+            artifact_location=settings.mlflow_artifacts_dir.resolve().as_uri()
+            if settings.tracking_uri is None
+            else None,
+        )
+    )
+    run = client.create_run(experiment_id, run_name=f"monitor {stamp}")
+    verdict = report.as_dict() | {
+        "checked_at": time.time(),
+        "since": since,
+        "status": outcome.status,
+        "detail": outcome.detail,
+        "reference": reference_name,
+        "live_accuracy": outcome.live_accuracy,
+        "labelled_rows": outcome.labelled_rows,
+        "mlflow_run_id": run.info.run_id,
+    }
+    (folder / "drift.json").write_text(json.dumps(verdict, indent=2) + "\n")
+    metrics = {f"p_{c.feature}": c.p_value for c in report.checks}
+    metrics |= {f"statistic_{c.feature}": c.statistic for c in report.checks}
+    metrics |= {"window_rows": report.window_rows, "drifted_checks": len(report.drifted)}
+    if outcome.live_accuracy is not None:
+        metrics["live_accuracy"] = outcome.live_accuracy
+    log_to_run(
+        client,
+        run.info.run_id,
+        metrics=metrics,
+        params={"alpha": report.alpha, "threshold": report.threshold, "reference": reference_name},
+        tags={
+            "verdict": outcome.status,
+            "drifted": ",".join(report.drifted) or "-",
+            "since": repr(since),
+            "detail": outcome.detail,
+        },
+    )
+    client.log_artifacts(run.info.run_id, str(folder), "drift_report")
+    client.set_terminated(run.info.run_id, "FINISHED")
+    # Replaced in one rename: /metrics never reads half a file.
+    latest = settings.monitor_dir / "latest.json"
+    partial = latest.with_suffix(".json.partial")
+    partial.write_text(json.dumps(verdict) + "\n")
+    os.replace(partial, latest)
+    return html, run.info.run_id
+
+
+def ask_for_retraining(
+    outcome: MonitorOutcome, champion, since: float, settings: Settings, logger
+) -> None:
+    """Emit the event the on-drift deployment waits for, once per champion per cooldown; or
+    say what is missing."""
+    asked_file = settings.monitor_dir / "asked.json"
+    champion_version = f"{settings.model_name} v{champion.version if champion else 'none'}"
+    asked = json.loads(asked_file.read_text()) if asked_file.exists() else {}
+    payload = {
+        "monitor_run_id": outcome.mlflow_run_id,
+        "since": repr(since),
+        "drifted": ",".join(outcome.drifted),
+        "live_accuracy": outcome.live_accuracy,
+        "labelled_rows": outcome.labelled_rows,
+        "champion": champion_version,
+        "detail": outcome.detail,
+    }
+    resource = {"prefect.resource.id": f"penguins.model.{settings.model_name}"}
+    if outcome.labelled_rows < settings.min_batch_rows:
+        outcome.status = "waiting-for-labels"
+        outcome.detail += (
+            f"; {outcome.labelled_rows} of {settings.min_batch_rows} labelled rows in the window: "
+            "waiting for the true species (POST /feedback) before retraining"
+        )
+        emit_event(event=WAITING_FOR_LABELS, resource=resource, payload=payload)
+        logger.warning("monitor: %s", outcome.detail)
+        return
+    if (
+        asked.get("champion") == champion_version
+        and time.time() - asked.get("at", 0) < settings.drift_cooldown_s
+    ):
+        outcome.detail += f"; a retraining was asked for at {asked['when']} already"
+        return
+    emit_event(event=DRIFT_DETECTED, resource=resource, payload=payload)
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    asked_file.write_text(
+        json.dumps({"champion": champion_version, "at": time.time(), "when": when})
+    )
+    outcome.status = "asked"
+    outcome.detail += (
+        f"; {DRIFT_DETECTED} sent: the on-drift deployment retrains on the window's "
+        f"{outcome.labelled_rows} labelled rows"
+    )
+
+
+def main() -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from level2_pipelines.run import local_prefect_server
+
+    settings = Settings()
+    server = local_prefect_server(settings)
+    if server is None:
+        outcome = drift_monitor()
+    else:
+        with temporary_settings({PREFECT_API_URL: server}):
+            outcome = drift_monitor()
+    print(f"level 2 monitor: {outcome.status}: {outcome.detail}")
+    if outcome.report is not None:
+        print(f"level 2 monitor: report {outcome.report} (MLflow run {outcome.mlflow_run_id})")
+
+
+if __name__ == "__main__":
+    main()

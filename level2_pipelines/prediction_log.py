@@ -1,0 +1,224 @@
+"""The prediction log: every answer the service gives, and the true species when it comes back.
+
+A request only appends a row to a list in memory (microseconds); a background task writes the
+rows to the database every `flush_every_s`, in one transaction, off the event loop, and the
+service writes what is left when it shuts down. A write that fails keeps its rows for the next
+flush; past `max_pending` rows the oldest are dropped and counted (`dropped`), so a database
+that is gone for good cannot grow the service without bound.
+
+The database is any SQLAlchemy URL: a SQLite file in the state folder by default (in WAL mode,
+so the monitor reads while the service writes), PostgreSQL for a team (LEVEL2_PREDICTION_LOG_URI).
+The monitor reads it by time window; `POST /feedback` adds the species a biologist confirmed.
+"""
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import sqlalchemy as sa
+
+from shared.contract import CLASSES, NUMERIC_FEATURES, TARGET
+
+log = logging.getLogger("uvicorn.error")
+
+metadata = sa.MetaData()
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("prediction_id", sa.String(32), primary_key=True),
+    sa.Column("served_at", sa.Float, nullable=False, index=True),  # seconds since the epoch, UTC
+    sa.Column("model_version", sa.String(32), nullable=False),
+    *(sa.Column(name, sa.Float, nullable=False) for name in NUMERIC_FEATURES),
+    sa.Column("island", sa.String(32), nullable=False),
+    sa.Column("sex", sa.String(16)),  # optional in a request
+    sa.Column("predicted", sa.String(32), nullable=False),
+    *(sa.Column(f"p_{species}", sa.Float, nullable=False) for species in CLASSES),
+    sa.Column("latency_ms", sa.Float, nullable=False),  # in the service, request to answer
+)
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("prediction_id", sa.String(32), primary_key=True),
+    sa.Column("species", sa.String(32), nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False, index=True),
+)
+FEATURE_COLUMNS = [*NUMERIC_FEATURES, "island", "sex"]
+
+
+def open_engine(url: str) -> sa.Engine:
+    """An engine on `url` with the tables created; SQLite in WAL mode with a patient lock."""
+    sqlite = url.startswith("sqlite")
+    engine = sa.create_engine(url, connect_args={"timeout": 30} if sqlite else {})
+    if sqlite:
+
+        @sa.event.listens_for(engine, "connect")
+        def _wal(connection, _record) -> None:
+            # WAL: readers (the monitor, /feedback) never wait for the writer, nor it for them.
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+
+    metadata.create_all(engine)
+    return engine
+
+
+class PredictionLog:
+    """Rows recorded on the request path, written to the database in the background."""
+
+    def __init__(self, engine: sa.Engine, *, max_pending: int = 200_000) -> None:
+        self.engine, self.max_pending = engine, max_pending
+        self.dropped = 0  # rows given up because the database could not take them in time
+        self._pending: list[dict] = []
+        self._write = threading.Lock()  # one flush at a time: the background task, or close
+        self._failing: str | None = None
+
+    def record(
+        self,
+        prediction_id: str,
+        model_version: str,
+        features: dict,
+        predicted: str,
+        probabilities: dict[str, float],
+        latency_ms: float,
+    ) -> None:
+        """Keep one answer; called on the event loop, so it only appends."""
+        self._pending.append(
+            {
+                "prediction_id": prediction_id,
+                "served_at": time.time(),
+                "model_version": model_version,
+                **features,
+                "predicted": predicted,
+                **{f"p_{species}": p for species, p in probabilities.items()},
+                "latency_ms": latency_ms,
+            }
+        )
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def flush(self) -> int:
+        """Write every pending row in one transaction; return how many were written."""
+        with self._write:
+            # Swapping the list is atomic under the GIL: requests append to the new one.
+            rows, self._pending = self._pending, []
+            if not rows:
+                return 0
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(predictions.insert(), rows)
+            except sa.exc.SQLAlchemyError as error:
+                self._keep_for_later(rows, error)
+                return 0
+            if self._failing is not None:
+                log.info("prediction log: writing again (%d rows)", len(rows))
+                self._failing = None
+            return len(rows)
+
+    def _keep_for_later(self, rows: list[dict], error: Exception) -> None:
+        self._pending[:0] = rows  # oldest first, before what arrived meanwhile
+        excess = len(self._pending) - self.max_pending
+        if excess > 0:
+            del self._pending[:excess]
+            self.dropped += excess
+        problem = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        if problem != self._failing:  # once per kind of failure, not once per flush
+            log.error("prediction log: cannot write (%s); keeping rows to retry", problem)
+            self._failing = problem
+
+    def knows(self, prediction_id: str) -> bool:
+        """Whether this service gave that answer (written, or still pending)."""
+        with self._write:  # not while a flush has rows in hand, in neither place yet
+            return self._knows(prediction_id)
+
+    def _knows(self, prediction_id: str) -> bool:
+        if any(row["prediction_id"] == prediction_id for row in reversed(self._pending)):
+            return True
+        query = sa.select(predictions.c.prediction_id).where(
+            predictions.c.prediction_id == prediction_id
+        )
+        with self.engine.connect() as connection:
+            return connection.execute(query).first() is not None
+
+
+@dataclass(frozen=True)
+class Feedback:
+    prediction_id: str
+    species: str
+    previous: str | None  # the species confirmed before for this prediction, if any
+
+
+def add_feedback(engine: sa.Engine, prediction_id: str, species: str) -> Feedback:
+    """Record the true species of a prediction; a later confirmation replaces an earlier one
+    (one label per prediction), and says which it replaced."""
+    with engine.begin() as connection:
+        previous = connection.execute(
+            sa.select(feedback.c.species).where(feedback.c.prediction_id == prediction_id)
+        ).scalar()
+        row = {"species": species, "received_at": time.time()}
+        if previous is None:
+            connection.execute(feedback.insert(), {"prediction_id": prediction_id, **row})
+        else:
+            connection.execute(
+                feedback.update().where(feedback.c.prediction_id == prediction_id), row
+            )
+    return Feedback(prediction_id, species, previous)
+
+
+def served_window(engine: sa.Engine, *, last: int, since: float | None = None) -> pd.DataFrame:
+    """The most recent `last` answers (served after `since`, if given), oldest first: the
+    features as served, the predicted species and the model version."""
+    query = sa.select(predictions).order_by(predictions.c.served_at.desc()).limit(last)
+    if since is not None:
+        query = query.where(predictions.c.served_at > since)
+    with engine.connect() as connection:
+        frame = pd.read_sql(query, connection)
+    return frame.iloc[::-1].reset_index(drop=True)
+
+
+def labelled_rows(engine: sa.Engine, *, since: float | None = None) -> pd.DataFrame:
+    """Served inputs whose true species came back (served after `since`), in the columns of a
+    training batch: the features, `species` (the confirmed one) and `year` (when served)."""
+    query = sa.select(
+        *(predictions.c[name] for name in FEATURE_COLUMNS),
+        predictions.c.served_at,
+        feedback.c.species.label(TARGET),
+    ).join(feedback, feedback.c.prediction_id == predictions.c.prediction_id)
+    if since is not None:
+        query = query.where(predictions.c.served_at > since)
+    with engine.connect() as connection:
+        frame = pd.read_sql(query.order_by(predictions.c.served_at), connection)
+    years = pd.to_datetime(frame.pop("served_at"), unit="s", utc=True).dt.year
+    frame["year"] = years.astype("int64")
+    return frame
+
+
+@dataclass(frozen=True)
+class LiveAccuracy:
+    model_version: str
+    labelled: int
+    correct: int
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.labelled if self.labelled else math.nan
+
+
+def live_accuracy(engine: sa.Engine, *, since: float | None = None) -> list[LiveAccuracy]:
+    """Per model version, over answers served after `since`: how many got their true species
+    back, and how many of those the model had right."""
+    right = sa.case((predictions.c.predicted == feedback.c.species, 1), else_=0)
+    query = (
+        sa.select(predictions.c.model_version, sa.func.count(), sa.func.sum(right))
+        .join(feedback, feedback.c.prediction_id == predictions.c.prediction_id)
+        .group_by(predictions.c.model_version)
+    )
+    if since is not None:
+        query = query.where(predictions.c.served_at > since)
+    with engine.connect() as connection:
+        rows: Sequence = connection.execute(query).all()
+    return [LiveAccuracy(str(v), int(n), int(ok or 0)) for v, n, ok in sorted(rows)]
