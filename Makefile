@@ -172,7 +172,7 @@ level2-test: $(STAMP) | $(PREFECT_HOME) ## Level 2: the level's own tests (unit,
 scorecard: $(STAMP) | $(PREFECT_HOME) ## Probe every level the same way; print and write the scorecard (a few minutes)
 	$(PY) -m shared.scorecard
 
-.PHONY: drill-bad-data drill-regression drill-bad-request drill-rollback
+.PHONY: drill-bad-data drill-regression drill-bad-request drill-rollback drill-drift
 drill-bad-data: $(STAMP) | $(PREFECT_HOME) ## Drill: a corrupted batch arrives at every level
 	$(PY) -m shared.drills bad-data
 drill-regression: $(STAMP) | $(PREFECT_HOME) ## Drill: a worse model is trained at every level
@@ -181,6 +181,8 @@ drill-bad-request: $(STAMP) | $(PREFECT_HOME) ## Drill: malformed requests hit e
 	$(PY) -m shared.drills bad-request
 drill-rollback: $(STAMP) | $(PREFECT_HOME) ## Drill: the latest model must be withdrawn
 	$(PY) -m shared.drills rollback
+drill-drift: $(STAMP) | $(PREFECT_HOME) ## Drill: the birds change; which level notices, and which learns the new world
+	$(PY) -m shared.drills drift
 
 .PHONY: template
 template: $(STAMP) ## Copy one level out as a standalone project: LEVEL=0|1|2 DEST=folder [NAME=package]

@@ -1,8 +1,9 @@
 """Failure drills: one scenario, run against all three levels, narrated step by step, ending
 with a one-line verdict per level.
 
-    python -m shared.drills bad-data | regression | bad-request | rollback
-    (make drill-bad-data, make drill-regression, make drill-bad-request, make drill-rollback)
+    python -m shared.drills bad-data | regression | bad-request | rollback | drift
+    (make drill-bad-data, make drill-regression, make drill-bad-request, make drill-rollback,
+    make drill-drift)
 
 Each drill works in its own lab folder, state/drills/<drill>/, and leaves the levels' own
 state (state/level0, level1, level2) as it found it.
@@ -17,6 +18,7 @@ from shared.lab import Lab
 from shared.paths import state_dir
 from shared.scorecard import (
     BAD_REQUESTS,
+    DRIFT,
     LEVELS,
     Scorecard,
     failed_step,
@@ -69,17 +71,25 @@ def rollback(card: Scorecard) -> None:
     card.rows = [row for row in card.rows if row[0] == "rollback"]
 
 
+def drift(card: Scorecard) -> None:
+    baseline(card)
+    with card.lab.services() as urls:
+        card.probe_drift(urls)
+
+
 DRILLS = {
     "bad-data": bad_data,
     "regression": regression,
     "bad-request": bad_request,
     "rollback": rollback,
+    "drift": drift,
 }
 VERDICT_ROWS = {
     "bad-data": "a corrupted training batch",
     "regression": "a worse model",
     "bad-request": BAD_REQUESTS,
     "rollback": "rollback",
+    "drift": DRIFT,
 }
 
 

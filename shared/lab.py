@@ -61,6 +61,7 @@ class Lab:
             "LEVEL2_STATE_DIR": str(self.root / "level2"),
             "LEVEL2_PORT": str(self.ports["level 2"]),
             "LEVEL2_POLL_SECONDS": "0.5",
+            "LEVEL2_METRICS_EVERY_S": "0.5",  # live accuracy on /metrics within a second
             # Level 2's Prefect state stays in the lab too (not the user's state/level2/prefect).
             "PREFECT_HOME": str(self.root / "level2" / "prefect"),
             **server,

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Header, HTTPException
+from fastapi.responses import PlainTextResponse
 
 from shared.lab import Lab
 from shared.scorecard import Cell, Scorecard
@@ -70,6 +72,13 @@ class FakeLab(Lab):
         self.keep_previous_pickle = False
         self.follow = False  # services that pick up a new model by themselves
         self.on_pytest: Callable[[str], None] = lambda folder: None
+        # What `make level2-monitor` says: by default, drift found and a retraining asked for.
+        self.monitor_says = (
+            "level 2 monitor: asked: drift in bill_length_mm; penguins.drift.detected sent\n"
+            "level 2 monitor: report /lab/drift.html (MLflow run monitor1)\n"
+        )
+        self.feedback: dict[str, str] = {}  # prediction id -> species, as level 2 keeps them
+        (self.root / "level2" / "admin_token").write_text("fake-token")
         self._calls_lock = threading.Lock()
 
     def log(self, call: str) -> None:
@@ -134,6 +143,9 @@ class FakeLab(Lab):
             self.store.champion = previous
             moved = f"level 2 rollback: champion moved from v{current} back to v{self.champion()}"
             return subprocess.CompletedProcess(args, 0, moved + "\n", "")
+        if args[0] == "level2_pipelines.monitor":
+            self.log("level 2 monitor")
+            return subprocess.CompletedProcess(args, 0, self.monitor_says, "")
         if args[0] == "pytest":
             self.log(f"pytest {args[1]}")
             self.on_pytest(args[1])
@@ -201,8 +213,30 @@ def fake_services(
         return answer()
 
     for level in ("level 1", "level 2"):
-        apps[level].post("/predict")(predict)
         apps[level].get("/health")(lambda: {"status": "ok"})
+    apps["level 1"].post("/predict")(predict)
+
+    def predict_and_log(penguin: dict) -> dict:  # level 2: every answer has an id
+        return answer() | {"prediction_id": uuid.uuid4().hex}
+
+    def feedback(body: dict, authorization: str = Header("")) -> dict:
+        if authorization != "Bearer fake-token":
+            raise HTTPException(401)
+        lab.feedback[body["prediction_id"]] = body["species"]
+        return body
+
+    def metrics() -> PlainTextResponse:
+        right = sum(species == "Adelie" for species in lab.feedback.values())  # as answer()
+        version = level2_serves()
+        return PlainTextResponse(
+            f'penguins_live_accuracy{{model_version="{version}"}} '
+            f"{right / max(1, len(lab.feedback))}\n"
+            f'penguins_feedback_labelled{{model_version="{version}"}} {len(lab.feedback)}\n'
+        )
+
+    apps["level 2"].post("/predict")(predict_and_log)
+    apps["level 2"].post("/feedback")(feedback)
+    apps["level 2"].get("/metrics")(metrics)
 
     apps["level 1"].get("/ready")(lambda: {"status": "ready"})
     apps["level 1"].get("/model")(card)

@@ -184,6 +184,53 @@ def test_new_data_cells_of_levels_0_and_1_follow_their_services(tmp_path):
     assert cells[False]["level 1"].ok is False and "still serves" in cells[False]["level 1"].text
 
 
+# ------------------------------------------------------------------ drift in served traffic
+
+
+@pytest.mark.timeout(60)
+def test_drift_cells_follow_what_each_service_shows(tmp_path):
+    """Level 2 gets ✓ for drift (the monitor's verdict, then the retrained version served)
+    and for live accuracy (read from its /metrics after the feedback it took); levels 0 and 1
+    get ✗ from what they answered: no /metrics, no /feedback."""
+    lab = trained_lab(tmp_path)
+    card = quiet(lab)
+
+    with fake_services(lab, lab.champion) as urls:
+        card.probe_drift(urls)
+
+    drift, accuracy = (
+        cells_of(card, "drift in served traffic"),
+        cells_of(card, "live accuracy known"),
+    )
+    assert (
+        drift["level 2"].ok is True
+        and "v2, trained on 200 confirmed birds" in drift["level 2"].text
+    )
+    assert lab.level2_calls[-1] == ("--drift-run-id", "monitor1")
+    assert len(lab.feedback) == 200
+    assert accuracy["level 2"].ok is True and "on 200 confirmed birds" in accuracy["level 2"].text
+    for level in ("level 0", "level 1"):
+        assert drift[level].ok is False and "GET /metrics 404" in drift[level].text
+        assert "200 of 200 drifted requests answered" in drift[level].text
+        assert accuracy[level].ok is False and "POST /feedback 404" in accuracy[level].text
+
+
+@pytest.mark.timeout(60)
+def test_drift_cell_of_level2_is_a_gap_when_the_monitor_finds_nothing(tmp_path):
+    """A monitor that does not ask for a retraining gives ✗ naming what it said, and nothing
+    is retrained."""
+    lab = trained_lab(tmp_path)
+    lab.monitor_says = "level 2 monitor: clean: no drift in 200 answers against reference\n"
+    card = quiet(lab)
+
+    with fake_services(lab, lab.champion) as urls:
+        card.probe_drift(urls)
+
+    level2 = cells_of(card, "drift in served traffic")["level 2"]
+    assert level2.ok is False and level2.text.startswith("not detected: level 2 monitor: clean")
+    assert lab.level2_calls == []
+
+
 # --------------------------------------------------------------------------- rollback
 
 

@@ -63,7 +63,7 @@ def lab_with_tests(tmp_path, name: str = "lab") -> FakeLab:
 
 @pytest.mark.timeout(120)
 def test_run_fills_every_row_for_every_level(tmp_path):
-    """The whole run gives the twelve rows, in the table's order, each with all three levels."""
+    """The whole run gives every row, in the table's order, each with all three levels."""
     lab = lab_with_tests(tmp_path)
     card = quiet(lab)
     card.load_seconds = 0.2

@@ -5,9 +5,10 @@
 Each level is trained and served as its own README says, in a lab folder of its own
 (state/scorecard/lab/), then probed: same model, reproducibility, bad requests, endpoints, what
 the service knows, the record of training, a corrupted batch, a worse model, new data,
-rollback, tests, latency. Every cell is an observation from this run, or says "not measured"
-and why. Every wait has a deadline and every request a timeout. The table is printed, and
-written as Markdown, JSON and an HTML report with a chart under state/scorecard/.
+rollback, drift in served traffic, live accuracy, tests, latency. Every cell is an observation
+from this run, or says "not measured" and why. Every wait has a deadline and every request a
+timeout. The table is printed, and written as Markdown, JSON and an HTML report with a chart
+under state/scorecard/.
 
     cells.py     what a cell is, the rows' names and order
     probes.py    how each capability is observed, and how an observation reads as a cell
@@ -16,7 +17,7 @@ written as Markdown, JSON and an HTML report with a chart under state/scorecard/
     __main__.py  the command line
 """
 
-from shared.scorecard.cells import BAD_REQUESTS, LEVELS, Cell, Row, failed_step
+from shared.scorecard.cells import BAD_REQUESTS, DRIFT, LEVELS, Cell, Row, failed_step
 from shared.scorecard.probes import (
     probe_bad_requests,
     probe_endpoints,
@@ -28,6 +29,7 @@ from shared.scorecard.run import Scorecard
 
 __all__ = [
     "BAD_REQUESTS",
+    "DRIFT",
     "LEVELS",
     "Cell",
     "Row",

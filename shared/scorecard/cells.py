@@ -21,6 +21,8 @@ CORRUPTED = "a corrupted training batch"
 WORSE = "a worse model"
 NEW_DATA = "new data arrives"
 ROLLBACK = "rollback"
+DRIFT = "drift in served traffic"
+LIVE_ACCURACY = "live accuracy known"
 TESTS = "tests that guard the level"
 
 
@@ -40,6 +42,8 @@ ROW_ORDER = (
     WORSE,
     NEW_DATA,
     ROLLBACK,
+    DRIFT,
+    LIVE_ACCURACY,
     TESTS,
 )
 

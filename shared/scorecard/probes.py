@@ -369,3 +369,80 @@ def new_data_level2(run: Level2Run) -> Cell | None:
             f"no new champion: v{run.version} gate={run.tags.get('gate')} ({run.first_reason})",
         )
     return None
+
+
+# ------------------------------------------------------------------ drift in served traffic
+
+
+def files_in(folder: Path) -> dict[Path, tuple[int, int]]:
+    """Every file under `folder` with its size and modification time: what a level wrote."""
+    if not folder.exists():
+        return {}
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+def ask_about(url: str, birds: "pd.DataFrame") -> tuple[int, list[str]]:
+    """Send each bird to /predict as a request (an unknown sex left out): (answered, the
+    prediction ids the answers carried)."""
+    answered, ids = 0, []
+    http = httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_S)
+    for bird in birds.to_dict("records"):
+        payload = {k: v for k, v in bird.items() if k in EXAMPLE_PAYLOAD and v == v}
+        for _ in range(2):  # level 0's server drops a kept-alive connection after a 500
+            try:
+                response = http.post("/predict", json=payload)
+                break
+            except httpx.TransportError:
+                http.close()
+                http = httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_S)
+        else:
+            continue
+        answered += response.status_code == 200
+        if response.status_code == 200 and "prediction_id" in response.json():
+            ids.append(response.json()["prediction_id"])
+    http.close()
+    return answered, ids
+
+
+def drift_unnoticed(url: str, folder: Path, birds: "pd.DataFrame") -> tuple[Cell, Cell]:
+    """A level without a prediction log: what it shows after drifted traffic, and whether a
+    confirmed species can be given back. Observed, not assumed: /metrics, /feedback and the
+    files in its state folder."""
+    before = files_in(folder)
+    answered, _ = ask_about(url, birds)
+    with httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_S) as http:
+        metrics = http.get("/metrics").status_code
+        feedback = http.post("/feedback", json={"species": "Adelie"}).status_code
+    after = files_in(folder)
+    written = sorted(p.name for p, stamp in after.items() if before.get(p) != stamp)
+    kept = f"{len(written)} files written" if written else "nothing written"
+    return (
+        Cell(
+            False,
+            f"not noticed: {answered} of {len(birds)} drifted requests answered; "
+            f"GET /metrics {metrics}, {kept}",
+        ),
+        Cell(False, f"unknown: no way to give the true species back (POST /feedback {feedback})"),
+    )
+
+
+def live_accuracy(
+    url: str, version: str, confirmed: int, wait_s: float
+) -> tuple[float, float] | None:
+    """(live accuracy, confirmed birds) of `version` from the service's /metrics, once it
+    counts all `confirmed` birds (it re-reads its log every few seconds); None if it never
+    does within `wait_s`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{url}/metrics", timeout=HTTP_TIMEOUT_S).text
+        found = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.labels.get("model_version") == version:
+                    found[sample.name] = sample.value
+        if found.get("penguins_feedback_labelled", 0) >= confirmed:
+            return found["penguins_live_accuracy"], found["penguins_feedback_labelled"]
+        time.sleep(POLL_S)
+    return None

@@ -22,16 +22,20 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from shared.lab import Lab, held_out_rows
 from shared.scorecard import probes
 from shared.scorecard.cells import (
     BAD_REQUESTS,
     CORRUPTED,
+    DRIFT,
     ENDPOINTS,
     KNOWLEDGE,
     LEVELS,
+    LIVE_ACCURACY,
     NEW_DATA,
     RECORDS,
     REPRODUCIBLE,
@@ -50,7 +54,11 @@ from shared.scorecard.cells import (
 )
 from shared.scorecard.probes import Level2Run
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 LOAD_SECONDS = 3.0
+DRIFT_WINDOW = 200  # the drift monitor's window: the traffic it needs for a verdict
 # Level 2's service polls the registry every 0.5 s in the lab and deploy asks it to reload at
 # once; 30 s is far beyond both, so a model not served by then is not coming.
 SERVE_WAIT_S = 30.0
@@ -471,6 +479,85 @@ class Scorecard:
         seconds = time.perf_counter() - start
         return Cell(True, f"one command: v{moved[1]} to v{moved[2]}, served after {seconds:.1f} s")
 
+    # --- the world moves: drift in served traffic ---
+
+    def drifted_birds(self) -> "pd.DataFrame":
+        """A window of birds whose bills are one standard deviation (of the real birds) longer
+        than any model learned: the world moved, and every service is asked about them."""
+        from shared.data import load_penguins
+        from shared.simulate import Drift, simulate_batch
+
+        shift = float(load_penguins()["bill_length_mm"].std())
+        drift = Drift(mean_shift={"bill_length_mm": shift})
+        return simulate_batch(DRIFT_WINDOW, seed=31, drift=drift)
+
+    def probe_drift(self, urls: dict[str, str]) -> None:
+        birds = self.drifted_birds()
+        self.say(
+            f"the world moves: {len(birds)} birds with bills 1 sd longer are asked about at "
+            "every service, and biologists confirm their species"
+        )
+
+        def unnoticed(level: str) -> Callable[[], tuple[Cell, Cell]]:
+            folder = self.lab.root / level.replace(" ", "")  # e.g. level0/
+            return lambda: probes.drift_unnoticed(urls[level], folder, birds)
+
+        done = side_by_side(
+            {
+                "level 0": unnoticed("level 0"),
+                "level 1": unnoticed("level 1"),
+                "level 2": lambda: self.drift_level2(urls["level 2"], birds),
+            }
+        )
+        self.add(DRIFT, {level: done[level][0] for level in LEVELS})
+        self.add(LIVE_ACCURACY, {level: done[level][1] for level in LEVELS})
+
+    def drift_level2(self, url: str, birds: "pd.DataFrame") -> tuple[Cell, Cell]:
+        """The drifted traffic and its confirmed species, then the monitor on demand and the
+        retraining its verdict asks for (the run the on-drift deployment starts): seconds from
+        the traffic's start to detection, and to the new champion served."""
+        start = time.perf_counter()
+        before = self.served_version(url)
+        answered, ids = probes.ask_about(url, birds)
+        token = (self.lab.root / "level2" / "admin_token").read_text().strip()
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as http:
+            confirmed = sum(
+                http.post("/feedback", json={"prediction_id": i, "species": s}).status_code == 200
+                for i, s in zip(ids, birds["species"], strict=False)
+            )
+        known = probes.live_accuracy(url, str(before), confirmed, self.serve_wait_s)
+        accuracy = (
+            Cell(True, f"{known[0]:.2f} for v{before} on {known[1]:.0f} confirmed birds (/metrics)")
+            if known
+            else Cell(False, f"/metrics shows none for v{before} after {confirmed} confirmations")
+        )
+        monitor = self.lab.run("level2_pipelines.monitor", check=False)
+        verdict = re.search(r"level 2 monitor: (\S+): (.*)", monitor.stdout)
+        run_id = re.search(r"MLflow run (\w+)", monitor.stdout)
+        if verdict is None or verdict[1] != "asked" or run_id is None:
+            said = verdict[0] if verdict else last_words(monitor.stderr or monitor.stdout)
+            return Cell(False, f"not detected: {said}"), accuracy
+        detected = time.perf_counter() - start
+        self.say(f"level 2: the monitor {verdict[2].split(';')[0]} ({detected:.0f} s)")
+        run = self.run_level2("--drift-run-id", run_id[1])
+        refused = probes.new_data_level2(run)
+        if refused is not None:
+            failed = f"detected in {detected:.0f} s; retraining: {refused.text}"
+            return Cell(False, failed), accuracy
+        served, seen = probes.wait_until_served(url, run.version, self.serve_wait_s)
+        if not served:
+            return probes.not_served(run.version, seen, before, self.serve_wait_s), accuracy
+        seconds = time.perf_counter() - start
+        return (
+            Cell(
+                True,
+                f"detected {detected:.0f} s after the traffic began ({answered} answers); "
+                f"v{run.version}, trained on {confirmed} confirmed birds, served at "
+                f"{seconds:.0f} s",
+            ),
+            accuracy,
+        )
+
     # --- the whole run ---
 
     def probe_changes(self, urls: dict[str, str]) -> None:
@@ -511,6 +598,7 @@ class Scorecard:
                     self.probe_reproducibility()
                     self.probe_records()
                     self.probe_changes(urls)
+                    self.probe_drift(urls)
                     stack.close()  # the Prefect server: no level 2 run is left
                     if not self.tests_finished():
                         self.say("waiting for the levels' own tests to finish")
