@@ -206,6 +206,10 @@ bench: $(STAMP) | $(PREFECT_HOME) ## Serving speed: level 1 vs mlflow models ser
 bench-workshop: $(STAMP) ## Time the workshop path (demo, test, scorecard, level 2 runs) against its targets (tens of minutes)
 	$(PY) -m shared.bench_workshop $(if $(ROWS),--rows $(ROWS))
 
+.PHONY: bench-drift
+bench-drift: $(STAMP) ## Time the drift loop with level 2's servers up: drifted traffic -> detected -> retrained -> served (~4 min)
+	$(PY) -m shared.bench_drift
+
 .PHONY: bench-simulator
 bench-simulator: $(STAMP) ## Benchmark the batch simulator (rows per second, 1,000,000 rows)
 	$(PY) -m shared.bench_simulator

@@ -427,3 +427,17 @@ def test_worse_model_cell_of_a_real_level2_without_its_gate(tmp_path):
 
     assert cell.ok is False
     assert cell.text == "PROMOTED: v1 is the champion"
+
+
+def test_tests_cell_names_the_first_test_that_failed():
+    """A red suite says which test failed first, from pytest's own short summary."""
+    from shared.scorecard.probes import tests_cell
+
+    output = (
+        "..F.\nFAILED level2_pipelines/tests/flows/test_warm.py::test_x - AssertionError\n"
+        "1 failed, 3 passed in 1.00s\n"
+    )
+
+    cell = tests_cell(1, output, collect_only=False)
+
+    assert cell.ok is False and cell.text == "1 failed, 3 passed (first: test_x)"

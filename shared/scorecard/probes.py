@@ -251,7 +251,10 @@ def tests_cell(returncode: int, output: str, collect_only: bool) -> Cell:
     counts = re.findall(r"(\d+) (passed|failed|errors?|tests? collected)", output)
     if counts:
         passed = None if collect_only else returncode == 0  # counting says nothing of passing
-        return Cell(passed, ", ".join(f"{n} {w}" for n, w in counts))
+        # pytest's short summary (-ra) names each test that failed: the first one is shown.
+        failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", output, flags=re.MULTILINE)
+        which = f" (first: {failed[0].rsplit('::', 1)[-1]})" if failed else ""
+        return Cell(passed, ", ".join(f"{n} {w}" for n, w in counts) + which)
     if returncode == 5:  # pytest's "no tests collected"
         return Cell(False, "none: pytest finds no tests")
     return not_measured(f"pytest exit {returncode} ({last_words(output)})")
