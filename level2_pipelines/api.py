@@ -243,7 +243,8 @@ WHY = {
     "message says why",
     413: "The body is larger than the service accepts",
     422: "Invalid input; the message names the field",
-    503: "No model to serve, or the registry cannot be read; the message says which",
+    503: "No model to serve, or the registry or the prediction log cannot be read; the "
+    "message says which",
 }
 
 
@@ -379,7 +380,7 @@ def create_app(
         remember(request, served, batch.penguins, predictions)
         return BatchPredictionPublic(predictions=predictions, model_version=served.lineage.version)
 
-    @app.post("/feedback", responses=documented(400, 401, 403, 404, 409, 422))
+    @app.post("/feedback", responses=documented(400, 401, 403, 404, 409, 422, 503))
     async def give_feedback(body: FeedbackRequest, request: Request, _: AdminDep) -> FeedbackPublic:
         """The true species of a bird this service answered for, confirmed later; the drift
         monitor computes live accuracy from it, and a retraining learns from these rows. It

@@ -120,7 +120,8 @@ def drift_monitor() -> MonitorOutcome:
     )
     if report.drifted or low_accuracy:
         reasons = [f"drift in {', '.join(report.drifted)}"] if report.drifted else []
-        reasons += [f"live accuracy {accuracy:.3f} < {settings.macro_f1_floor}"] * low_accuracy
+        if low_accuracy:  # only then is there an accuracy to show
+            reasons.append(f"live accuracy {accuracy:.3f} < {settings.macro_f1_floor}")
         outcome.detail = "; ".join(reasons)
         outcome.status = "drift"
     outcome.report, outcome.mlflow_run_id = record(

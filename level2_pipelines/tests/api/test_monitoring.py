@@ -214,3 +214,20 @@ def test_metrics_show_requests_predictions_accuracy_and_drift(tmp_path, served_m
     assert samples["penguins_drift_p_value"][(("check", "bill_length_mm"),)] == 1e-9
     assert samples["penguins_drift_statistic"][(("check", "island"),)] == 1.2
     assert samples["penguins_drift_checked_timestamp_seconds"] == {(): 1700000000.0}
+
+
+def test_feedback_on_a_log_that_cannot_be_read_is_503_naming_it(tmp_path, served_model):
+    settings = make_settings(tmp_path)
+    with TestClient(create_app(settings, served_model, record=True)) as client:
+        answer = client.post("/predict", json=EXAMPLE_PAYLOAD).json()
+        log = client.app.state.prediction_log
+        log.flush()
+        log.engine = sa.create_engine(f"sqlite:///{tmp_path}/gone/predictions.db")
+        response = client.post(
+            "/feedback",
+            json={"prediction_id": answer["prediction_id"], "species": "Adelie"},
+            headers=TOKEN,
+        )
+
+    assert response.status_code == 503
+    assert response.json()["detail"].startswith("prediction log: cannot be read")

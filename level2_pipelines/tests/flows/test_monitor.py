@@ -87,14 +87,16 @@ def test_drift_is_detected_retrained_on_and_the_reference_moves(watched):
     assert again.status == "clean", again.detail
 
 
-def test_too_few_labels_waits_and_says_for_what(watched):
+@pytest.mark.parametrize("labelled", [0, 5])
+def test_too_few_labels_waits_and_says_for_what(watched, labelled):
+    """Drift with no confirmed species yet, or too few: no retraining, and it says why."""
     settings = watched
-    serve(settings, bill_shift(seed=12), labelled=5)
+    serve(settings, bill_shift(seed=12), labelled=labelled)
 
     found = drift_monitor()
 
     assert found.status == "waiting-for-labels"
-    assert f"5 of {settings.min_batch_rows} labelled rows" in found.detail
+    assert f"{labelled} of {settings.min_batch_rows} labelled rows" in found.detail
 
 
 def test_clean_traffic_and_a_short_window_raise_no_alarm(watched):
