@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import threading
 import time
@@ -30,7 +29,7 @@ from level1_devops.model import load_artifact, types_to_trust
 from level1_devops.settings import Settings
 from level1_devops.train import train
 from shared.contract import EXAMPLE_PAYLOAD
-from shared.loadgen import LoadResult, run_load
+from shared.loadgen import LoadResult, round_robin, run_load
 from shared.servers import free_port, running_server
 
 CONCURRENCY = (1, 8, 32)
@@ -74,17 +73,6 @@ def export_to_mlflow(pipeline, directory: Path, seed: int) -> Path:
     return path
 
 
-def median_row(name: str, concurrency: int, runs: list[LoadResult]) -> dict:
-    return {
-        "target": name,
-        "concurrency": concurrency,
-        "requests_per_s": statistics.median(r.throughput for r in runs),
-        "p50_ms": statistics.median(r.percentile_ms(0.50) for r in runs),
-        "p99_ms": statistics.median(r.percentile_ms(0.99) for r in runs),
-        "errors": sum(r.requests - r.ok + sum(r.failures.values()) for r in runs),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="Benchmark level 1 serving against mlflow.")
     parser.add_argument("--seconds", type=float, default=4.0, help="per load run")
@@ -126,14 +114,7 @@ def main() -> None:
                 mlflow_port, "/invocations", mlflow_payload, concurrency=c, seconds=args.seconds
             ),
         }
-        runs: dict[tuple[str, int], list[LoadResult]] = {}
-        for round_number in range(1, args.rounds + 1):
-            for concurrency in CONCURRENCY:
-                for name, load in targets.items():
-                    print(f"bench: round {round_number}/{args.rounds}, c={concurrency}, {name}")
-                    runs.setdefault((name, concurrency), []).append(load(concurrency))
-
-    rows = [median_row(name, c, results) for (name, c), results in runs.items()]
+        rows, _ = round_robin(targets, CONCURRENCY, args.rounds)
     report(rows, card.version, args, out)
 
 

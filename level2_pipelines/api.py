@@ -29,6 +29,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -64,8 +65,9 @@ class ServedModel:
     lineage: Lineage
     predictor: Predictor | PipelinePredictor
 
-    def predict(self, penguins: list[PenguinFeatures]) -> list[SpeciesPrediction]:
-        probabilities = self.predictor.predict_proba([p.model_dump() for p in penguins])
+    def predict(self, rows: list[dict]) -> list[SpeciesPrediction]:
+        """One answer per row (a penguin's features as a dict), each with its own id."""
+        probabilities = self.predictor.predict_proba(rows)
         classes = self.predictor.classes
         return [
             SpeciesPrediction(
@@ -268,7 +270,7 @@ async def keep_books(log: prediction_log.PredictionLog, settings: Settings, metr
         if time.monotonic() - refreshed >= settings.metrics_every_s:
             refreshed = time.monotonic()
             since = time.time() - settings.live_accuracy_window_s
-            with suppress(prediction_log.sa.exc.SQLAlchemyError):  # shown again next time
+            with suppress(SQLAlchemyError):  # shown again next time
                 rows = await asyncio.to_thread(
                     prediction_log.live_accuracy, log.engine, since=since
                 )
@@ -367,8 +369,7 @@ def create_app(
         request: Request,
     ) -> PredictionPublic:
         """Predict one penguin's species, with the probability of each."""
-        (prediction,) = served.predict([penguin])
-        remember(request, served, [penguin], [prediction])
+        (prediction,) = answer(request, served, [penguin])
         return PredictionPublic(**prediction.model_dump(), model_version=served.lineage.version)
 
     @app.post("/predict/batch", responses=documented(400, 422, 503))
@@ -376,8 +377,7 @@ def create_app(
         batch: BatchRequest, served: ModelDep, request: Request
     ) -> BatchPredictionPublic:
         """Predict up to MAX_BATCH_SIZE penguins in one call, in the order given."""
-        predictions = served.predict(batch.penguins)
-        remember(request, served, batch.penguins, predictions)
+        predictions = answer(request, served, batch.penguins)
         return BatchPredictionPublic(predictions=predictions, model_version=served.lineage.version)
 
     @app.post("/feedback", responses=documented(400, 401, 403, 404, 409, 422, 503))
@@ -400,7 +400,7 @@ def create_app(
             kept = await asyncio.to_thread(
                 prediction_log.add_feedback, log.engine, body.prediction_id, body.species
             )
-        except prediction_log.sa.exc.SQLAlchemyError as error:
+        except SQLAlchemyError as error:
             log_error = str(error).splitlines()[0][:200]
             raise HTTPException(
                 status_code=503, detail=f"prediction log: cannot be read ({log_error})"
@@ -483,28 +483,29 @@ async def stop(task: asyncio.Task) -> None:
         await task
 
 
-def remember(
-    request: Request,
-    served: ServedModel,
-    penguins: list[PenguinFeatures],
-    predictions: list[SpeciesPrediction],
-) -> None:
-    """Count the answers and record them in the prediction log (in memory; written later)."""
+def answer(
+    request: Request, served: ServedModel, penguins: list[PenguinFeatures]
+) -> list[SpeciesPrediction]:
+    """Predict; count the answers and record them in the prediction log (in memory; written
+    later). The model and the log read the same dicts, made once."""
+    rows = [penguin.model_dump() for penguin in penguins]
+    predictions = served.predict(rows)
     version = served.lineage.version
     counter = request.app.state.metrics.predictions
     log: prediction_log.PredictionLog | None = request.app.state.prediction_log
     latency_ms = (time.perf_counter() - request.state.started) * 1000
-    for penguin, prediction in zip(penguins, predictions, strict=True):
+    for row, prediction in zip(rows, predictions, strict=True):
         counter.labels(prediction.species, version).inc()
         if log is not None:
             log.record(
                 prediction.prediction_id,
                 version,
-                penguin.model_dump(),
+                row,
                 prediction.species,
                 prediction.probabilities,
                 latency_ms,
             )
+    return predictions
 
 
 def _follower(request: Request) -> ChampionFollower:

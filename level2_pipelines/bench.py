@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -24,23 +23,11 @@ import sqlalchemy as sa
 
 from level2_pipelines.settings import Settings
 from shared.contract import EXAMPLE_PAYLOAD
-from shared.loadgen import LoadResult, run_load
+from shared.loadgen import round_robin, run_load
 from shared.servers import free_port, running_server
 
 CONCURRENCY = (1, 8, 32)
 TARGET_SHARE = 0.80  # throughput with the log on / off, at c=32
-
-
-def median_row(name: str, concurrency: int, runs: list[LoadResult]) -> dict:
-    return {
-        "target": name,
-        "concurrency": concurrency,
-        "requests_per_s": statistics.median(r.throughput for r in runs),
-        "p50_ms": statistics.median(r.percentile_ms(0.50) for r in runs),
-        "p99_ms": statistics.median(r.percentile_ms(0.99) for r in runs),
-        "ok": sum(r.ok for r in runs),
-        "errors": sum(r.requests - r.ok + sum(r.failures.values()) for r in runs),
-    }
 
 
 def main() -> None:
@@ -70,25 +57,21 @@ def main() -> None:
         )
         for name, port in ports.items()
     }
-    runs: dict[tuple[str, int], list[LoadResult]] = {}
+    targets = {
+        name: lambda c, port=port: run_load(
+            port, "/predict", payload, concurrency=c, seconds=args.seconds
+        )
+        for name, port in ports.items()
+    }
     print("bench: starting the service twice, with the prediction log on and off", flush=True)
     with servers["log on"], servers["log off"]:
-        for round_number in range(1, args.rounds + 1):
-            for concurrency in CONCURRENCY:
-                for name, port in ports.items():
-                    print(f"bench: round {round_number}/{args.rounds}, c={concurrency}, {name}")
-                    runs.setdefault((name, concurrency), []).append(
-                        run_load(
-                            port, "/predict", payload, concurrency=concurrency, seconds=args.seconds
-                        )
-                    )
+        rows, runs = round_robin(targets, CONCURRENCY, args.rounds)
     # Both stopped cleanly (SIGTERM): the logging one wrote what was still pending.
     answered = sum(r.ok for (name, _), results in runs.items() if name == "log on" for r in results)
     engine = sa.create_engine(Settings(state_dir=out).resolved_prediction_log_uri)
     with engine.connect() as connection:
         logged = connection.execute(sa.text("select count(*) from predictions")).scalar()
     engine.dispose()
-    rows = [median_row(name, c, results) for (name, c), results in runs.items()]
     report(rows, answered, logged, args, out)
 
 

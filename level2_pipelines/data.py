@@ -41,14 +41,18 @@ ORIGINAL_REFERENCE = "reference"  # the 2007-2008 birds the first model was trai
 REFERENCE_TAG = "monitor_reference"  # on a run and its version: the rows it is watched against
 
 
-def watched_reference(name: str | None, seed: int, batches_dir: Path) -> pd.DataFrame:
-    """The rows a champion is watched against (drift monitor) and new batches are held to
-    (validation): the original reference rows, or the kept batch `name` whose drift the
-    monitor confirmed. The reference moves with each champion; see monitor.py."""
-    if name in (None, ORIGINAL_REFERENCE):
-        return reference_and_new_rows(seed)[0]
+def watched_reference(
+    champion_tags: dict[str, str], seed: int, batches_dir: Path
+) -> tuple[pd.DataFrame, str]:
+    """The rows the champion (its registry tags; none: no champion) is watched against by the
+    drift monitor and new batches are held to by validation, and their name: the original
+    reference rows, or the kept batch whose drift the monitor confirmed. The reference moves
+    with each champion; see monitor.py."""
+    name = champion_tags.get(REFERENCE_TAG, ORIGINAL_REFERENCE)
+    if name == ORIGINAL_REFERENCE:
+        return reference_and_new_rows(seed)[0], name
     (kept,) = [p for p in (batches_dir / name).iterdir() if p.suffix in {".csv", ".parquet"}]
-    return read_batch_file(kept)
+    return read_batch_file(kept), name
 
 
 @dataclass(frozen=True)

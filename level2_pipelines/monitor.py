@@ -23,12 +23,13 @@ and, while `make level2-up` runs, the deployment `penguins-monitor/every-minute`
 
 The reference moves with each champion: a model trained on rows whose drift the monitor
 confirmed is watched against those rows (the world it was trained for), and so is every model
-that follows it (`reference_rows`).
+that follows it (`data.watched_reference`).
 """
 
 import json
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,12 +39,14 @@ import pandas as pd
 from mlflow import MlflowClient
 from prefect import flow, get_run_logger
 from prefect.events import emit_event
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from level2_pipelines import drift, prediction_log, registry
-from level2_pipelines.data import ORIGINAL_REFERENCE, REFERENCE_TAG, watched_reference
+from level2_pipelines.data import watched_reference
 from level2_pipelines.model import load_version
+from level2_pipelines.run import local_prefect_server
 from level2_pipelines.settings import Settings
-from level2_pipelines.tracking import connect, log_to_run
+from level2_pipelines.tracking import connect, experiment_id, log_to_run
 from shared.contract import FEATURES
 
 DRIFT_DETECTED = "penguins.drift.detected"
@@ -60,12 +63,6 @@ class MonitorOutcome:
     labelled_rows: int = 0
     mlflow_run_id: str | None = None
     report: Path | None = None
-
-
-def reference_rows(settings: Settings, champion) -> tuple[pd.DataFrame, str]:
-    """The rows the champion is watched against, and their name."""
-    name = (champion.tags.get(REFERENCE_TAG) if champion else None) or ORIGINAL_REFERENCE
-    return watched_reference(name, settings.seed, settings.batches_dir), name
 
 
 @flow(name="penguins-monitor")
@@ -91,7 +88,9 @@ def drift_monitor() -> MonitorOutcome:
         engine.dispose()
     client = connect(settings)
     champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
-    reference, reference_name = reference_rows(settings, champion)
+    reference, reference_name = watched_reference(
+        champion.tags if champion else {}, settings.seed, settings.batches_dir
+    )
     predictions = {}  # the prediction mix, compared when there is a champion to predict
     if champion is not None:
         pipeline, _ = load_version(client, settings.model_name, champion.version)
@@ -149,18 +148,9 @@ def record(
     folder = settings.monitor_dir / stamp
     folder.mkdir(parents=True, exist_ok=True)
     html = drift.write_html(report, reference, window, folder / "drift.html", **predictions)
-    experiment = client.get_experiment_by_name(f"{settings.experiment}-monitor")
-    experiment_id = (
-        experiment.experiment_id
-        if experiment is not None
-        else client.create_experiment(
-            f"{settings.experiment}-monitor",
-            artifact_location=settings.mlflow_artifacts_dir.resolve().as_uri()
-            if settings.tracking_uri is None
-            else None,
-        )
-    )
-    run = client.create_run(experiment_id, run_name=f"monitor {stamp}")
+    # An experiment of its own: the training experiment counts training runs only.
+    experiment = experiment_id(client, settings, f"{settings.experiment}-monitor")
+    run = client.create_run(experiment, run_name=f"monitor {stamp}")
     verdict = report.as_dict() | {
         "checked_at": time.time(),
         "since": since,
@@ -245,17 +235,10 @@ def ask_for_retraining(
 
 
 def main() -> None:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from level2_pipelines.run import local_prefect_server
-
-    settings = Settings()
-    server = local_prefect_server(settings)
-    if server is None:
+    # The workshop's Prefect server if it is up (its UI shows the run), else a temporary one.
+    server = local_prefect_server(Settings())
+    with temporary_settings({PREFECT_API_URL: server}) if server else nullcontext():
         outcome = drift_monitor()
-    else:
-        with temporary_settings({PREFECT_API_URL: server}):
-            outcome = drift_monitor()
     print(f"level 2 monitor: {outcome.status}: {outcome.detail}")
     if outcome.report is not None:
         print(f"level 2 monitor: report {outcome.report} (MLflow run {outcome.mlflow_run_id})")

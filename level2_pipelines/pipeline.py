@@ -35,7 +35,6 @@ from prefect.states import Failed, State
 from level2_pipelines import prediction_log, registry
 from level2_pipelines.api import ServedModel, create_app
 from level2_pipelines.data import (
-    ORIGINAL_REFERENCE,
     REFERENCE_TAG,
     Batch,
     held_out_rows,
@@ -138,7 +137,7 @@ def landed_path(name: str, settings: Settings) -> Path:
 def ingest(
     batch_path: str | None,
     simulate_rows: int | None,
-    verdict: DriftVerdict | None,
+    drift: DriftVerdict | None,
     settings: Settings,
     clock: Clock,
 ) -> tuple[Batch, pd.DataFrame]:
@@ -146,13 +145,13 @@ def ingest(
     drift was detected, or the 2009 birds) with an id and hash, and the reference rows."""
     with clock.measure("work", "ingest"):
         reference, new_rows = reference_and_new_rows(settings.seed)
-        if verdict is not None:
+        if drift is not None:
             engine = prediction_log.open_engine(settings.resolved_prediction_log_uri)
             try:
-                labelled = prediction_log.labelled_rows(engine, since=verdict.since)
+                labelled = prediction_log.labelled_rows(engine, since=drift.since)
             finally:
                 engine.dispose()
-            source = f"{len(labelled)} served birds confirmed since drift ({verdict.drifted})"
+            source = f"{len(labelled)} served birds confirmed since drift ({drift.drifted})"
             return make_batch(labelled, source), reference
         if batch_path is not None:
             return make_batch(read_batch_file(Path(batch_path)), batch_path), reference
@@ -166,7 +165,7 @@ def ingest(
 def validate(
     batch: Batch,
     watched: pd.DataFrame,
-    verdict: DriftVerdict | None,
+    drift: DriftVerdict | None,
     settings: Settings,
     run_id: str,
     clock: Clock,
@@ -176,10 +175,10 @@ def validate(
     drift the monitor confirmed, the drifted columns' bounds defer to its verdict, while every
     contract check (columns, types, ranges, categories, missing values) still holds."""
     docs_dir = settings.data_docs_dir / batch.batch_id
-    deferred = set(verdict.drifted) if verdict is not None else set()
+    deferred = set(drift.drifted) if drift is not None else set()
     deferral = (
-        {"validation_deferred": f"{sorted(deferred)} to monitor run {verdict.monitor_run_id}"}
-        if verdict is not None
+        {"validation_deferred": f"{sorted(deferred)} to monitor run {drift.monitor_run_id}"}
+        if drift is not None
         else {}
     )
     with clock.measure("work", "validate"):
@@ -402,8 +401,8 @@ def training_pipeline(
         client = connect(settings)
     if incoming_name is not None:
         batch_path = str(landed_path(incoming_name, settings))
-    verdict = drift_verdict(client, drift_run_id) if drift_run_id is not None else None
-    batch, reference = ingest(batch_path, simulate_rows, verdict, settings, clock)
+    drift = drift_verdict(client, drift_run_id) if drift_run_id is not None else None
+    batch, reference = ingest(batch_path, simulate_rows, drift, settings, clock)
     with registry.decision(settings):
         earlier = registry.trained_on(client, settings.model_name, batch.checksum)
         if earlier is not None and not force:
@@ -414,7 +413,7 @@ def training_pipeline(
                 "(`make level2 FORCE=1` or --force trains on it again)",
             )
         outcome = decide(
-            batch, reference, verdict, approval or settings.approval, settings, client, clock
+            batch, reference, drift, approval or settings.approval, settings, client, clock
         )
     if isinstance(outcome, Outcome) and outcome.promoted_to == registry.CHAMPION:
         # After the decision: the alias has moved whatever the service says.
@@ -425,7 +424,7 @@ def training_pipeline(
 def decide(
     batch: Batch,
     reference: pd.DataFrame,
-    verdict: DriftVerdict | None,
+    drift: DriftVerdict | None,
     approval: str,
     settings: Settings,
     client: MlflowClient,
@@ -433,8 +432,8 @@ def decide(
 ) -> Outcome | State:
     """validate -> train -> evaluate -> register -> promote, as one MLflow run."""
     tags = {"batch_id": batch.batch_id, "batch_source": batch.source}
-    if verdict is not None:
-        tags["drift_verdict"] = verdict.monitor_run_id  # the evidence this run was asked with
+    if drift is not None:
+        tags["drift_verdict"] = drift.monitor_run_id  # the evidence this run was asked with
     run = client.create_run(
         client.get_experiment_by_name(settings.experiment).experiment_id,
         run_name=f"batch {batch.batch_id}",
@@ -444,12 +443,13 @@ def decide(
     # The reference moves with each champion: rows whose drift the monitor confirmed become
     # the reference of the model trained on them, and of every model after it.
     champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
-    watched_name = (champion.tags.get(REFERENCE_TAG) if champion else None) or ORIGINAL_REFERENCE
-    watched = watched_reference(watched_name, settings.seed, settings.batches_dir)
-    if verdict is not None:
+    watched, watched_name = watched_reference(
+        champion.tags if champion else {}, settings.seed, settings.batches_dir
+    )
+    if drift is not None:
         watched_name = batch.batch_id
     try:
-        rejected = validate(batch, watched, verdict, settings, outcome.run_id, clock)
+        rejected = validate(batch, watched, drift, settings, outcome.run_id, clock)
         if rejected is not None:
             # An expected outcome, not a crash: the run fails with the reasons (no traceback
             # in the logs), and calling the flow raises `rejected`.

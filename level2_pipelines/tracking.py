@@ -19,15 +19,21 @@ def connect(settings: Settings) -> MlflowClient:
     mlflow.set_tracking_uri(settings.resolved_tracking_uri)
     mlflow.set_registry_uri(settings.resolved_tracking_uri)
     client = MlflowClient()
-    if client.get_experiment_by_name(settings.experiment) is None:
-        # Embedded store: artifacts in the state folder. A tracking server decides its own.
-        local = settings.tracking_uri is None
-        client.create_experiment(
-            settings.experiment,
-            artifact_location=settings.mlflow_artifacts_dir.resolve().as_uri() if local else None,
-        )
+    experiment_id(client, settings, settings.experiment)
     mlflow.set_experiment(settings.experiment)
     return client
+
+
+def experiment_id(client: MlflowClient, settings: Settings, name: str) -> str:
+    """The id of experiment `name`, made if missing: on the embedded store with its artifacts
+    in the state folder; a tracking server decides its own."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    local = settings.tracking_uri is None
+    return client.create_experiment(
+        name, artifact_location=settings.mlflow_artifacts_dir.resolve().as_uri() if local else None
+    )
 
 
 def log_to_run(

@@ -32,13 +32,17 @@ from shared.simulate import Drift, simulate_batch
 LOOP_TIMEOUT_S = 300.0
 
 
+def request_body(bird: dict) -> dict:
+    """A simulated bird as a request: its features, an unknown sex left out."""
+    return {k: v for k, v in bird.items() if k not in ("species", "year") and v == v}
+
+
 def ask(base_url: str, birds, token: str) -> tuple[int, int]:
     """Each bird to /predict, then its true species to /feedback: (answered, confirmed)."""
     answered = confirmed = 0
     with httpx.Client(base_url=base_url, timeout=10) as http:
         for bird in birds.to_dict("records"):
-            payload = {k: v for k, v in bird.items() if k not in ("species", "year") and v == v}
-            response = http.post("/predict", json=payload)
+            response = http.post("/predict", json=request_body(bird))
             if response.status_code != 200:
                 continue
             answered += 1
@@ -66,10 +70,9 @@ class Trickle(threading.Thread):
         with httpx.Client(base_url=self.base_url, timeout=10) as http:
             while not self.stop.is_set():
                 bird = birds[self.sent % len(birds)]
-                payload = {k: v for k, v in bird.items() if k not in ("species", "year") and v == v}
                 started = time.perf_counter()
                 try:
-                    status = http.post("/predict", json=payload).status_code
+                    status = http.post("/predict", json=request_body(bird)).status_code
                 except httpx.HTTPError as error:
                     status = type(error).__name__
                 self.latencies.append(time.perf_counter() - started)
@@ -134,6 +137,7 @@ def main() -> None:
         )
         trickle.stop.set()
         trickle.join()
+        after = served_version(base_url)
         metrics = httpx.get(f"{base_url}/metrics", timeout=10).text
     shown = [
         line
@@ -146,17 +150,12 @@ def main() -> None:
     for step, seconds in steps.items():
         print(f"  {seconds:6.1f} s  {step}")
     print(
-        f"  served v{before} -> v{served_version_after(shown)}; ordinary requests during the "
+        f"  served v{before} -> v{after}; ordinary requests during the "
         f"loop: {trickle.sent}, failed: {len(trickle.failed)} {trickle.failed[:5] or ''}"
         f"(median {statistics.median(trickle.latencies) * 1000:.1f} ms)"
     )
     print("  /metrics at the end:\n    " + "\n    ".join(shown))
     shutil.rmtree(workdir, ignore_errors=True)
-
-
-def served_version_after(metrics_lines: list[str]) -> str:
-    line = next((x for x in metrics_lines if x.startswith("penguins_served_model_info")), "")
-    return line.split('version="')[1].split('"')[0] if 'version="' in line else "?"
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import json
 import statistics
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from shared.contract import EXAMPLE_PAYLOAD
@@ -49,6 +50,36 @@ class LoadResult:
             return float("nan")
         cuts = statistics.quantiles(self.latencies_s, n=1000, method="inclusive")
         return 1000 * cuts[min(len(cuts) - 1, round(q * 1000) - 1)]
+
+
+def median_row(name: str, concurrency: int, runs: list[LoadResult]) -> dict:
+    """One table row: the medians of `runs` of one target at one concurrency, and all errors."""
+    return {
+        "target": name,
+        "concurrency": concurrency,
+        "requests_per_s": statistics.median(r.throughput for r in runs),
+        "p50_ms": statistics.median(r.percentile_ms(0.50) for r in runs),
+        "p99_ms": statistics.median(r.percentile_ms(0.99) for r in runs),
+        "errors": sum(r.requests - r.ok + sum(r.failures.values()) for r in runs),
+    }
+
+
+def round_robin(
+    targets: dict[str, Callable[[int], LoadResult]],
+    concurrencies: Iterable[int],
+    rounds: int,
+    say: Callable[[str], None] = print,
+) -> tuple[list[dict], dict[tuple[str, int], list[LoadResult]]]:
+    """Load each target at each concurrency in turn, `rounds` times over, so that a noisy
+    moment on a shared machine hurts them alike: (median rows, every run by target and
+    concurrency)."""
+    runs: dict[tuple[str, int], list[LoadResult]] = {}
+    for round_number in range(1, rounds + 1):
+        for concurrency in concurrencies:
+            for name, load in targets.items():
+                say(f"bench: round {round_number}/{rounds}, c={concurrency}, {name}")
+                runs.setdefault((name, concurrency), []).append(load(concurrency))
+    return [median_row(name, c, results) for (name, c), results in runs.items()], runs
 
 
 def _check_loopback(host: str) -> None:
@@ -150,12 +181,11 @@ def main() -> None:
         run_load(args.port, args.path, body, concurrency=args.concurrency, seconds=args.seconds)
         for _ in range(args.rounds)
     ]
-    errors = sum(r.requests - r.ok + sum(r.failures.values()) for r in runs)
+    row = median_row(f"127.0.0.1:{args.port}{args.path}", args.concurrency, runs)
     print(
-        f"127.0.0.1:{args.port}{args.path} c={args.concurrency}, median of {args.rounds} x "
-        f"{args.seconds:g} s: {statistics.median(r.throughput for r in runs):,.0f} requests/s, "
-        f"p50 {statistics.median(r.percentile_ms(0.5) for r in runs):.2f} ms, "
-        f"p99 {statistics.median(r.percentile_ms(0.99) for r in runs):.2f} ms, errors {errors}"
+        f"{row['target']} c={args.concurrency}, median of {args.rounds} x "
+        f"{args.seconds:g} s: {row['requests_per_s']:,.0f} requests/s, "
+        f"p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms, errors {row['errors']}"
     )
 
 

@@ -176,14 +176,16 @@ def test_a_worker_killed_during_a_run_is_reported_and_comes_back(supervisor, set
 
     message, when = outcome["lost"]
     assert "died during this run (killed by SIGKILL)" in message
-    assert when - at < 15
+    # "At once": long before the client's own limit (warm.WAIT_LIMIT_S, 30 minutes); the
+    # supervisor's report takes seconds on two busy cores, so the bound leaves it room.
+    assert when - at < 60
     with get_client(sync_client=True) as prefect:
         assert prefect.read_task_run(UUID(task_run_id)).state.is_crashed()
     assert all(flow_run.state.is_crashed() for flow_run in flow_runs_of(task_run_id))
     # Back: a new worker process, started as the first one was (whose readiness the fixture
     # saw); waiting for it to import everything again would cost the suite ~15 s more.
     log = settings.state_dir / "servers" / "warm.log"
-    wait_for(lambda: worker_pids(log)[-1] != killed, 30, "a new worker")
+    wait_for(lambda: worker_pids(log)[-1] != killed, 60, "a new worker")
     os.kill(worker_pids(log)[-1], 0)  # alive
     assert f"worker (pid {killed}) died unasked (killed by SIGKILL)" in log.read_text()
 
