@@ -151,6 +151,22 @@ level2-down: $(STAMP) ## Level 2: stop what level2-up started
 level2-status: $(STAMP) ## Level 2: show what level2-up started and whether the warm worker is ready
 	$(PY) -m level2_pipelines.local_servers status
 
+.PHONY: team-up
+team-up: $(STAMP) | $(PREFECT_HOME) ## Team mode: MLflow and Prefect servers on PostgreSQL, 2 workers, the service, Prometheus
+	$(PY) -m level2_pipelines.team up
+
+.PHONY: team-run
+team-run: $(STAMP) | $(PREFECT_HOME) ## Team mode: start a pipeline run on the pool, wait for a worker to finish it and the service to serve it
+	$(PY) -m level2_pipelines.team run
+
+.PHONY: team-status
+team-status: $(STAMP) ## Team mode: what runs, the pool's workers, the champion and what the service serves
+	$(PY) -m level2_pipelines.team status
+
+.PHONY: team-down
+team-down: $(STAMP) ## Team mode: stop everything team-up started (DROP=1: and drop its databases)
+	$(PY) -m level2_pipelines.team down $(if $(DROP),--drop-databases)
+
 .PHONY: level2-deploy
 level2-deploy: $(STAMP) | $(PREFECT_HOME) ## Level 2: serve the deployments in the foreground (cron + new-data trigger)
 	$(PY) -m level2_pipelines.deployments
@@ -196,6 +212,10 @@ test-templates: $(STAMP) ## Generate each level, build its own environment, run 
 .PHONY: test-readme
 test-readme: $(STAMP) | $(PREFECT_HOME) ## Run every README's console commands in a scratch copy; check their output (minutes)
 	$(PY) -m pytest -m walkthrough -rP --durations=0 tests/test_readme_walkthrough.py
+
+.PHONY: test-team
+test-team: $(STAMP) | $(PREFECT_HOME) ## Team mode against real PostgreSQL, MLflow and Prefect servers, workers, Prometheus (minutes)
+	$(PY) -m pytest -m team -rs --durations=0 level2_pipelines/tests/team
 
 .PHONY: bench
 bench: $(STAMP) | $(PREFECT_HOME) ## Serving speed: level 1 vs mlflow models serve vs in-process; level 2 with its prediction log on and off

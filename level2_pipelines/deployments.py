@@ -1,7 +1,7 @@
 """Serve the pipeline as Prefect deployments: on a schedule, and when new data lands.
 
     make level2-deploy          (needs the local Prefect server: `make level2-up` starts both)
-    python -m level2_pipelines.deployments [--publish]
+    python -m level2_pipelines.deployments [--publish | --watch]
 
 - `penguins-training/nightly`: a cron schedule (LEVEL2_RETRAIN_CRON, default 03:00 daily).
 - `penguins-training/on-new-data`: a deployment trigger on the custom event
@@ -40,6 +40,7 @@ from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger, emit_event
+from prefect.runner.storage import LocalStorage
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from level2_pipelines import warm
@@ -52,6 +53,7 @@ BATCH_LANDED = "penguins.batch.landed"
 ROUTE = "penguins.batch.route"  # who runs the landed batch: "warm-worker" or "deployment"
 BATCH_SUFFIXES = {".csv", ".parquet"}
 WATCH_EVERY_S = 1.0
+CODE_ROOT = Path(__file__).resolve().parents[1]  # the folder the package is imported from
 
 
 Stamp = tuple[int, int]  # a file's size and modification time
@@ -180,6 +182,11 @@ def publish(settings: Settings) -> list[str]:
     LEVEL2_WORK_POOL (or a runner serving them) executes their runs. Returns their names."""
     names = []
     for deployment in deployments(settings):
+        if settings.work_pool is not None:
+            # A worker runs each flow run in a scratch folder unless the deployment says where
+            # the code is: here, the folder holding this package (for workers on other hosts,
+            # a git repository or an image holding the same code).
+            deployment.storage = LocalStorage(str(CODE_ROOT))
         deployment.apply(work_pool_name=settings.work_pool)
         names.append(deployment.full_name)
     return names
@@ -192,11 +199,22 @@ def main() -> None:
         action="store_true",
         help="register them on PREFECT_API_URL and exit (continuous delivery)",
     )
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="only watch the incoming folder and send its events to PREFECT_API_URL "
+        "(team mode: the published deployments run on a work pool's workers)",
+    )
     args = parser.parse_args()
     settings = Settings()
     if args.publish:
         for name in publish(settings):
             print(f"level 2 publish: deployment {name} registered")
+        return
+    settings.incoming_dir.mkdir(parents=True, exist_ok=True)
+    if args.watch:
+        print(f"level 2 watcher: watching {settings.incoming_dir} for new batches", flush=True)
+        watch_incoming(settings.incoming_dir, threading.Event())  # until stopped by a signal
         return
     server = local_prefect_server(settings)
     if server is None:
@@ -204,7 +222,6 @@ def main() -> None:
             f"level 2 deploy: no Prefect server at {settings.prefect_api_url}; "
             "start it with `make level2-up` (schedules and triggers need a lasting server)"
         )
-    settings.incoming_dir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     with temporary_settings({PREFECT_API_URL: server}):
         # A thread does not inherit Prefect's temporary settings (a context variable): run the

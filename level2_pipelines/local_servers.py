@@ -82,21 +82,91 @@ def commands(settings: Settings) -> dict[str, tuple[list[str], str]]:
     }
 
 
-def pid_file(settings: Settings, name: str) -> Path:
-    return settings.state_dir / "servers" / f"{name}.pid"
+class Processes:
+    """Background processes, each in its own process group with its pid and log file in one
+    folder: started once, waited for until their health URL answers, stopped as a group with
+    a wait, then a kill for what is left. `make level2-up` and team mode (`team.py`) use it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def pid_file(self, name: str) -> Path:
+        return self.directory / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.directory / f"{name}.log"
+
+    def running(self, name: str) -> int | None:
+        path = self.pid_file(name)
+        if not path.exists():
+            return None
+        pid = int(path.read_text())
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            path.unlink()
+            return None
+        return pid
+
+    def start(
+        self,
+        name: str,
+        command: list[str],
+        *,
+        health: str | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> int:
+        """Start `command` unless it runs; wait for `health` to answer 200. Returns its pid."""
+        pid = self.running(name)
+        if pid is not None:
+            print(f"{name}: already running (pid {pid})")
+            return pid
+        self.directory.mkdir(parents=True, exist_ok=True)
+        log = self.log_file(name)
+        with log.open("ab") as output:
+            process = subprocess.Popen(
+                command,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+                cwd=cwd,
+            )
+        self.pid_file(name).write_text(str(process.pid))
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while health and not answers(health):
+            if process.poll() is not None or time.monotonic() > deadline:
+                self.stop(name, quiet=True)
+                sys.exit(f"{name}: did not start; see {log}")
+            time.sleep(0.5)
+        print(f"{name}: up (pid {process.pid}, log {log})")
+        return process.pid
+
+    def stop(self, name: str, *, quiet: bool = False) -> None:
+        pid = self.running(name)
+        if pid is None:
+            if not quiet:
+                print(f"{name}: not running")
+            return
+        # The whole group: the servers start workers of their own.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(100):
+                os.kill(pid, 0)  # raises once it is gone
+                time.sleep(0.1)
+            os.killpg(pid, signal.SIGKILL)
+        self.pid_file(name).unlink(missing_ok=True)
+        if not quiet:
+            print(f"{name}: stopped")
+
+
+def processes(settings: Settings) -> Processes:
+    return Processes(settings.state_dir / "servers")
 
 
 def running(settings: Settings, name: str) -> int | None:
-    path = pid_file(settings, name)
-    if not path.exists():
-        return None
-    pid = int(path.read_text())
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        path.unlink()
-        return None
-    return pid
+    return processes(settings).running(name)
 
 
 def answers(url: str) -> bool:
@@ -107,29 +177,15 @@ def answers(url: str) -> bool:
 
 
 def up(settings: Settings) -> None:
-    (settings.state_dir / "servers").mkdir(parents=True, exist_ok=True)
+    keeper = processes(settings)
     for name, (command, health) in commands(settings).items():
-        if running(settings, name):
-            print(f"{name}: already running (pid {running(settings, name)})")
-            continue
-        log = settings.state_dir / "servers" / f"{name}.log"
-        with log.open("ab") as output:
-            process = subprocess.Popen(
-                command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        pid_file(settings, name).write_text(str(process.pid))
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while health and not answers(health):
-            if process.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"{name}: did not start; see {log}")
-            time.sleep(0.5)
-        print(f"{name}: up (pid {process.pid}, log {log})")
+        keeper.start(name, command, health=health)
     # The warm worker imports GX, MLflow and scikit-learn (~10-15 s): waited for last, while
     # the others start, so the first `make level2` after this finds it ready.
     deadline = time.monotonic() + START_TIMEOUT_S
     while warm_worker(settings) is None:
         if not running(settings, "warm") or time.monotonic() > deadline:
-            sys.exit(f"warm: the worker did not get ready; see {settings.state_dir / 'servers'}")
+            sys.exit(f"warm: the worker did not get ready; see {keeper.directory}")
         time.sleep(0.5)
     print(f"warm: worker ready (pid {warm_worker(settings)['pid']})")
     print(f"Prefect UI: http://127.0.0.1:{settings.prefect_port}")
@@ -138,20 +194,9 @@ def up(settings: Settings) -> None:
 
 
 def down(settings: Settings) -> None:
+    keeper = processes(settings)
     for name in reversed(commands(settings)):
-        pid = running(settings, name)
-        if pid is None:
-            print(f"{name}: not running")
-            continue
-        # The whole group: the servers start workers of their own.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-            for _ in range(100):
-                os.kill(pid, 0)  # raises once it is gone
-                time.sleep(0.1)
-            os.killpg(pid, signal.SIGKILL)
-        pid_file(settings, name).unlink(missing_ok=True)
-        print(f"{name}: stopped")
+        keeper.stop(name)
 
 
 def warm_worker(settings: Settings) -> dict | None:

@@ -100,14 +100,25 @@ def register(
     client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str]
 ) -> str:
     """A new registry version of `name` for the model at `model_uri`, tagged with its lineage."""
+    # MLflow 3 names a logged model `models:/<model_id>`; a tracking server refuses that source
+    # unless the version names the same model (the embedded store does not check).
+    rest = model_uri.removeprefix("models:/")
+    model_id = rest if rest != model_uri and "/" not in rest and "@" not in rest else None
+
+    def create() -> str:
+        version = client.create_model_version(
+            name, model_uri, run_id=run_id, tags=tags, model_id=model_id
+        )
+        return str(version.version)
+
     # The registered model exists on every run but the first: no read to check for it first.
     try:
-        return str(client.create_model_version(name, model_uri, run_id=run_id, tags=tags).version)
+        return create()
     except MlflowException as error:
         if not _absent(error):
             raise
     client.create_registered_model(name, description="Penguin species, level 2 pipeline")
-    return str(client.create_model_version(name, model_uri, run_id=run_id, tags=tags).version)
+    return create()
 
 
 def promote(

@@ -1,0 +1,490 @@
+"""Team mode: level 2 on the servers a team runs, started here on one machine.
+
+    make team-up | team-status | team-run | team-down
+    python -m level2_pipelines.team up | status | run | down [--drop-databases]
+
+By default level 2 keeps everything within one person's reach: SQLite files for MLflow and the
+prediction log, a temporary Prefect API, a run in the process that asked for it. A team that
+outgrows one laptop moves to servers, with the same code and other settings:
+
+- PostgreSQL: three databases, made if missing: `<prefix>_mlflow` (runs, registry),
+  `<prefix>_prefect` (flow runs, deployments, events), `<prefix>_predictions` (the log);
+- an MLflow tracking server on the first, proxying artifacts into the team's state folder:
+  clients speak HTTP only, never to the database or the artifact folder;
+- a Prefect server on the second, a `process` work pool and its workers; the deployments
+  (nightly, on new data, on drift, on demand, the monitor) are published to the pool, and
+  whichever worker is free runs each flow run, as a subprocess of its own;
+- the watcher that turns a batch landing in `incoming/` into `penguins.batch.landed`;
+- the level 2 service following `champion` through the tracking server;
+- Prometheus scraping the service's `/metrics`, when its binary is installed.
+
+Only environment variables differ from embedded mode (`environment()` lists them): the
+pipeline, the service and the monitor do not know which mode they run in. PostgreSQL's
+address comes from LEVEL2_TEAM_PG_* (default: 127.0.0.1:5432, user postgres, no password);
+a password goes to the processes in PGPASSWORD / PREFECT_SERVER_DATABASE_PASSWORD, never on a
+command line and never printed. Every process binds 127.0.0.1; each keeps its pid and log
+under state/team/servers/ and stops with its whole process group.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from level2_pipelines.local_servers import Processes
+from shared.paths import state_dir
+
+PROMETHEUS_INSTALL = "apt install prometheus (Debian/Ubuntu; the binary is enough, no service)"
+DATABASES = ("mlflow", "prefect", "predictions")
+RUN_TIMEOUT_S = 600.0
+CODE_ROOT = Path(__file__).resolve().parents[1]  # the folder the package is imported from
+
+
+class TeamSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEVEL2_TEAM_")
+
+    state_dir: Path = Field(default_factory=lambda: state_dir() / "team")
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 5432
+    pg_user: str = "postgres"
+    pg_password: SecretStr | None = None
+    pg_admin_db: str = "postgres"  # where `CREATE DATABASE` is sent from
+    db_prefix: str = Field(default="penguins", pattern=r"^[a-z][a-z0-9_]*$")
+    prefect_port: int = 4210
+    mlflow_port: int = 5010
+    service_port: int = 8012
+    prometheus_port: int = 9090
+    workers: int = Field(default=2, ge=1)
+    work_pool: str = "penguins-pool"
+    # How often an idle worker asks for runs (Prefect's default, 10 s, is a long wait in a demo).
+    worker_poll_s: float = Field(default=2.0, gt=0)
+
+    def database(self, purpose: str) -> str:
+        return f"{self.db_prefix}_{purpose}"
+
+    def database_uri(self, purpose: str, driver: str = "postgresql+psycopg") -> str:
+        """A SQLAlchemy URI without the password: processes get it from PGPASSWORD."""
+        return f"{driver}://{self.pg_user}@{self.pg_host}:{self.pg_port}/{self.database(purpose)}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def prefect_api_url(self) -> str:
+        return f"http://127.0.0.1:{self.prefect_port}/api"
+
+    @property
+    def service_url(self) -> str:
+        return f"http://127.0.0.1:{self.service_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
+    @property
+    def level2_state_dir(self) -> Path:
+        """The level 2 state folder in team mode: token, incoming/, batches, monitor reports."""
+        return self.state_dir / "level2"
+
+    @property
+    def processes(self) -> Processes:
+        return Processes(self.state_dir / "servers")
+
+
+def environment(team: TeamSettings) -> dict[str, str]:
+    """This process's environment plus what makes level 2 run in team mode: the settings the
+    pipeline, the service and the monitor read, pointed at the servers."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "LEVEL2_STATE_DIR": str(team.level2_state_dir),
+            "LEVEL2_TRACKING_URI": team.mlflow_url,
+            "LEVEL2_PREDICTION_LOG_URI": team.database_uri("predictions"),
+            "LEVEL2_WORK_POOL": team.work_pool,
+            "LEVEL2_PORT": str(team.service_port),
+            "PREFECT_API_URL": team.prefect_api_url,
+            "PREFECT_HOME": str(team.state_dir / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_WORKER_QUERY_SECONDS": str(team.worker_poll_s),
+        }
+    )
+    if team.pg_password is not None:
+        env["PGPASSWORD"] = team.pg_password.get_secret_value()  # libpq reads it (psycopg)
+    return env
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+
+def connect(team: TeamSettings, database: str | None = None):
+    import psycopg
+
+    return psycopg.connect(
+        host=team.pg_host,
+        port=team.pg_port,
+        user=team.pg_user,
+        password=team.pg_password.get_secret_value() if team.pg_password else None,
+        dbname=database or team.pg_admin_db,
+        autocommit=True,  # CREATE/DROP DATABASE cannot run inside a transaction
+        connect_timeout=5,
+    )
+
+
+def postgres_problem(team: TeamSettings) -> str | None:
+    """Why PostgreSQL cannot be used (None: it can), in one line without the password."""
+    import psycopg
+
+    try:
+        with connect(team) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return (
+            f"PostgreSQL at {team.pg_host}:{team.pg_port} (user {team.pg_user}) "
+            f"is not usable: {first}"
+        )
+    return None
+
+
+def ensure_databases(team: TeamSettings) -> list[str]:
+    """Create the team's databases that do not exist yet. Returns the ones created."""
+    from psycopg import sql
+
+    created = []
+    with connect(team) as connection:
+        for purpose in DATABASES:
+            name = team.database(purpose)
+            found = connection.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
+            if found is None:
+                connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                created.append(name)
+    return created
+
+
+def drop_databases(team: TeamSettings) -> None:
+    from psycopg import sql
+
+    with connect(team) as connection:
+        for purpose in DATABASES:
+            name = sql.Identifier(team.database(purpose))
+            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+
+
+# --- The processes ----------------------------------------------------------------------------
+
+
+def prometheus_binary() -> str | None:
+    return shutil.which("prometheus")
+
+
+def prometheus_config(team: TeamSettings) -> Path:
+    return team.state_dir / "prometheus" / "prometheus.yml"
+
+
+def write_prometheus_config(team: TeamSettings) -> None:
+    """Scrape the service every 5 s."""
+    path = prometheus_config(team)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "global:\n"
+        "  scrape_interval: 5s\n"
+        "scrape_configs:\n"
+        "  - job_name: penguins-level2\n"
+        "    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{team.service_port}']\n"
+    )
+
+
+def commands(team: TeamSettings) -> dict[str, tuple[list[str], str | None, dict[str, str]]]:
+    """name -> (command, URL that answers once it is up, environment), in starting order."""
+    bin_dir = Path(sys.executable).parent
+    env = environment(team)
+    mlflow_env = env | {"MLFLOW_BACKEND_STORE_URI": team.database_uri("mlflow")}
+    prefect_env = env | {
+        "PREFECT_SERVER_DATABASE_DRIVER": "postgresql+asyncpg",
+        "PREFECT_SERVER_DATABASE_HOST": team.pg_host,
+        "PREFECT_SERVER_DATABASE_PORT": str(team.pg_port),
+        "PREFECT_SERVER_DATABASE_USER": team.pg_user,
+        "PREFECT_SERVER_DATABASE_NAME": team.database("prefect"),
+    }
+    if team.pg_password is not None:
+        prefect_env["PREFECT_SERVER_DATABASE_PASSWORD"] = team.pg_password.get_secret_value()
+    found = {
+        "mlflow": (
+            [
+                str(bin_dir / "mlflow"),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(team.mlflow_port),
+                # Artifacts go through the server (`mlflow-artifacts:/`) into this folder.
+                "--artifacts-destination",
+                (team.state_dir / "mlartifacts").resolve().as_uri(),
+                "--workers",
+                "1",  # see local_servers: more workers get killed while still importing
+            ],
+            f"{team.mlflow_url}/health",
+            mlflow_env,
+        ),
+        "prefect": (
+            [
+                str(bin_dir / "prefect"),
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(team.prefect_port),
+            ],
+            f"{team.prefect_api_url}/health",
+            prefect_env,
+        ),
+    }
+    for number in range(1, team.workers + 1):
+        found[f"worker-{number}"] = (
+            [
+                str(bin_dir / "prefect"),
+                "worker",
+                "start",
+                "--pool",
+                team.work_pool,
+                "--type",
+                "process",
+                "--name",
+                f"{team.db_prefix}-worker-{number}",
+            ],
+            None,  # ready once the pool lists it (`wait_for_workers`)
+            env,
+        )
+    found["watcher"] = (
+        [sys.executable, "-m", "level2_pipelines.deployments", "--watch"],
+        None,
+        env,
+    )
+    found["service"] = (
+        [sys.executable, "-m", "level2_pipelines.serve"],
+        f"{team.service_url}/health",
+        env,
+    )
+    binary = prometheus_binary()
+    if binary is not None:
+        found["prometheus"] = (
+            [
+                binary,
+                f"--config.file={prometheus_config(team)}",
+                f"--storage.tsdb.path={team.state_dir / 'prometheus' / 'data'}",
+                f"--web.listen-address=127.0.0.1:{team.prometheus_port}",
+            ],
+            f"{team.prometheus_url}/-/ready",
+            env,
+        )
+    return found
+
+
+def create_work_pool(team: TeamSettings) -> None:
+    """The `process` pool the deployments are published to (left as it is if it exists)."""
+    response = httpx.post(
+        f"{team.prefect_api_url}/work_pools/",
+        json={"name": team.work_pool, "type": "process"},
+        timeout=30,
+    )
+    if response.status_code not in (201, 409):  # 409: it exists
+        response.raise_for_status()
+
+
+def pool_workers(team: TeamSettings) -> list[dict]:
+    """The workers the Prefect server knows in the pool, with their status and heartbeat."""
+    response = httpx.post(
+        f"{team.prefect_api_url}/work_pools/{team.work_pool}/workers/filter", json={}, timeout=10
+    )
+    if response.status_code == 404:
+        return []
+    response.raise_for_status()
+    return response.json()
+
+
+def wait_for_workers(team: TeamSettings) -> None:
+    deadline = time.monotonic() + 120
+    names = {f"{team.db_prefix}-worker-{n}" for n in range(1, team.workers + 1)}
+    while True:
+        online = {w["name"] for w in pool_workers(team) if w.get("status") == "ONLINE"}
+        if names <= online:
+            print(f"workers: {len(names)} online in pool {team.work_pool}")
+            return
+        if time.monotonic() > deadline:
+            sys.exit(
+                f"workers: {sorted(names - online)} not online; see {team.processes.directory}"
+            )
+        time.sleep(0.5)
+
+
+def publish(team: TeamSettings) -> None:
+    """Register the deployments on the team's Prefect server, on the pool: continuous delivery
+    does the same from CI (`python -m level2_pipelines.deployments --publish`)."""
+    result = subprocess_run(
+        [sys.executable, "-m", "level2_pipelines.deployments", "--publish"], team
+    )
+    names = [line.split("deployment ", 1)[1] for line in result if "deployment " in line]
+    print(f"deployments: {len(names)} published to pool {team.work_pool}")
+
+
+def subprocess_run(command: list[str], team: TeamSettings) -> list[str]:
+    done = subprocess.run(
+        command, env=environment(team), cwd=CODE_ROOT, capture_output=True, text=True, timeout=300
+    )
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command[1:])} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout.splitlines()
+
+
+def up(team: TeamSettings) -> None:
+    started = time.monotonic()
+    problem = postgres_problem(team)
+    if problem is not None:
+        sys.exit(f"team-up: {problem}; set LEVEL2_TEAM_PG_HOST/PORT/USER/PASSWORD")
+    created = ensure_databases(team)
+    names = ", ".join(team.database(p) for p in DATABASES)
+    print(f"postgresql: {team.pg_host}:{team.pg_port} databases {names}", end="")
+    print(f" ({len(created)} created)" if created else " (already there)")
+    team.level2_state_dir.mkdir(parents=True, exist_ok=True)
+    write_prometheus_config(team)
+    keeper = team.processes
+    servers = commands(team)
+    for name, (command, health, env) in servers.items():
+        # Workers and the watcher need the pool and the deployments: published before them.
+        if name == "worker-1":
+            create_work_pool(team)
+            publish(team)
+        keeper.start(name, command, health=health, env=env, cwd=CODE_ROOT)
+    wait_for_workers(team)
+    if "prometheus" not in servers:
+        print(
+            f"prometheus: not installed, nothing scrapes /metrics; to add it: {PROMETHEUS_INSTALL}"
+        )
+    print(f"team: up in {time.monotonic() - started:.1f} s")
+    print(f"  MLflow:     {team.mlflow_url}")
+    print(f"  Prefect:    http://127.0.0.1:{team.prefect_port}")
+    print(f"  service:    {team.service_url}")
+    if "prometheus" in servers:
+        print(f"  Prometheus: {team.prometheus_url}")
+    print(f"  drop a batch into {team.level2_state_dir / 'incoming'}, or `make team-run`")
+
+
+def down(team: TeamSettings, *, drop: bool = False) -> None:
+    keeper = team.processes
+    # Every process started, whatever the settings say now; in the reverse of starting order.
+    started = {path.stem for path in keeper.directory.glob("*.pid")}
+    if not started:
+        print("team: nothing running")
+    order = [name for name in commands(team) if name in started]
+    for name in [*reversed(order), *sorted(started - set(order))]:
+        keeper.stop(name)
+    if drop:
+        drop_databases(team)
+        print(f"postgresql: databases {', '.join(team.database(p) for p in DATABASES)} dropped")
+
+
+def champion(team: TeamSettings) -> str | None:
+    """The version `champion` points at, asked of the tracking server's REST API."""
+    from level2_pipelines.settings import Settings
+
+    response = httpx.get(
+        f"{team.mlflow_url}/api/2.0/mlflow/registered-models/alias",
+        params={"name": Settings().model_name, "alias": "champion"},
+        timeout=10,
+    )
+    if response.status_code != 200:
+        return None
+    return response.json()["model_version"]["version"]
+
+
+def served_version(team: TeamSettings) -> str | None:
+    try:
+        response = httpx.get(f"{team.service_url}/ready", timeout=2)
+    except httpx.TransportError:
+        return None
+    return response.json().get("model_version") if response.status_code == 200 else None
+
+
+def status(team: TeamSettings) -> None:
+    keeper = team.processes
+    for name in commands(team):
+        pid = keeper.running(name)
+        print(f"{name}: {f'running (pid {pid})' if pid else 'not running'}")
+    if keeper.running("prefect"):
+        workers = pool_workers(team)
+        states = ", ".join(f"{w['name']} {w.get('status', '?').lower()}" for w in workers)
+        print(f"pool {team.work_pool}: {states or 'no workers'}")
+    if keeper.running("mlflow"):
+        print(f"champion: version {champion(team) or 'none yet'}")
+    if keeper.running("service"):
+        print(f"service: serving version {served_version(team) or 'none (not ready)'}")
+    names = ", ".join(team.database(p) for p in DATABASES)
+    print(f"postgresql: {team.pg_user}@{team.pg_host}:{team.pg_port} databases {names}")
+
+
+def run(team: TeamSettings) -> None:
+    """Start the on-demand deployment, wait for the run a worker takes, then for the service to
+    serve the champion it leaves: the path a team's runs take, timed step by step."""
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    started = time.monotonic()
+    with temporary_settings({PREFECT_API_URL: team.prefect_api_url}):
+        flow_run = run_deployment("penguins-training/on-demand", timeout=RUN_TIMEOUT_S)
+    ran = time.monotonic() - started
+    taken_by = worker_of(team, str(flow_run.id))
+    print(
+        f"run: flow run {flow_run.name} ({flow_run.id}) {flow_run.state.name} after {ran:.1f} s, "
+        f"taken by {taken_by or 'no worker of this team'}"
+    )
+    if not flow_run.state.is_completed():
+        sys.exit(f"run: {flow_run.state.message}")
+    version = champion(team)
+    deadline = time.monotonic() + 60
+    while served_version(team) != version and time.monotonic() < deadline:
+        time.sleep(0.2)
+    served = served_version(team)
+    print(
+        f"service: serving version {served} (champion {version}) "
+        f"{time.monotonic() - started - ran:.1f} s after the run ended"
+    )
+    if served != version:
+        sys.exit("run: the service did not follow the champion within 60 s")
+
+
+def worker_of(team: TeamSettings, flow_run_id: str) -> str | None:
+    """Which of the team's workers ran the flow run (its log names every run it submits)."""
+    for log in sorted(team.processes.directory.glob("worker-*.log")):
+        if flow_run_id in log.read_text(errors="replace"):
+            return log.stem
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Level 2 in team mode, on this machine.")
+    parser.add_argument("action", choices=["up", "down", "status", "run"])
+    parser.add_argument(
+        "--drop-databases", action="store_true", help="down: also drop the team's databases"
+    )
+    args = parser.parse_args()
+    team = TeamSettings()
+    if args.action == "down":
+        down(team, drop=args.drop_databases)
+    else:
+        {"up": up, "status": status, "run": run}[args.action](team)
+
+
+if __name__ == "__main__":
+    main()
