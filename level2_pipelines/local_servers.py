@@ -149,6 +149,7 @@ class Processes:
             if not quiet:
                 print(f"{name}: not running")
             return
+        started = time.monotonic()
         # The whole group: the servers start workers of their own.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
@@ -158,7 +159,7 @@ class Processes:
             os.killpg(pid, signal.SIGKILL)
         self.pid_file(name).unlink(missing_ok=True)
         if not quiet:
-            print(f"{name}: stopped")
+            print(f"{name}: stopped ({time.monotonic() - started:.1f} s)")
 
 
 def processes(settings: Settings) -> Processes:
