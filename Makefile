@@ -215,7 +215,7 @@ test-readme: $(STAMP) | $(PREFECT_HOME) ## Run every README's console commands i
 
 .PHONY: test-team
 test-team: $(STAMP) | $(PREFECT_HOME) ## Team mode against real PostgreSQL, MLflow and Prefect servers, workers, Prometheus (minutes)
-	$(PY) -m pytest -m team -rs --durations=0 level2_pipelines/tests/team
+	$(PY) -m pytest -m team -rsP --durations=0 level2_pipelines/tests/team
 
 .PHONY: bench
 bench: $(STAMP) | $(PREFECT_HOME) ## Serving speed: level 1 vs mlflow models serve vs in-process; level 2 with its prediction log on and off

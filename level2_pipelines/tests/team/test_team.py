@@ -18,6 +18,7 @@ import pytest
 
 from level2_pipelines.team import DATABASES, TeamSettings, connect, postgres_problem
 from shared.servers import free_port
+from shared.simulate import simulate_batch
 
 pytestmark = [pytest.mark.team, pytest.mark.timeout(900)]
 
@@ -98,7 +99,7 @@ def sql(settings: TeamSettings, purpose: str, query: str, *args) -> list[tuple]:
 
 def test_up_starts_every_server_and_both_workers(team):
     settings, _, output, seconds = team
-    print(f"team up: {seconds:.1f} s")
+    print(f"team up: {seconds:.1f} s\n{output}")
     for name in ("mlflow", "prefect", "worker-1", "worker-2", "watcher", "service"):
         assert f"{name}: up (pid" in output
     assert f"workers: 2 online in pool {settings.work_pool}" in output
@@ -110,6 +111,7 @@ def test_up_starts_every_server_and_both_workers(team):
 
 def test_a_run_is_taken_by_a_worker_and_recorded_in_prefects_database(team, trained):
     settings, *_ = team
+    print(trained)
     assert "Completed after" in trained
     assert "taken by worker-" in trained
     flow_run_id = trained.split("(", 1)[1].split(")", 1)[0]
@@ -173,6 +175,32 @@ def test_answers_are_logged_in_the_predictions_database(team, trained):
     assert rows == [(answer["model_version"],)]
 
 
+def test_a_landed_batch_is_trained_on_by_a_worker(team, trained):
+    """The watcher's event, the Prefect server's trigger (its automation, in PostgreSQL), the
+    on-new-data deployment, a worker: a batch dropped into incoming/ ends as a model version."""
+    settings, *_ = team
+    incoming = settings.level2_state_dir / "incoming"
+    batch = simulate_batch(240, seed=11)
+    batch.to_csv(incoming / ".landing.csv", index=False)  # written whole, then renamed
+    (incoming / ".landing.csv").rename(incoming / "landed.csv")
+    deadline = time.monotonic() + 300
+    while True:
+        rows = sql(
+            settings,
+            "prefect",
+            "SELECT f.state_type FROM flow_run f JOIN deployment d ON d.id = f.deployment_id "
+            "WHERE d.name = 'on-new-data' AND f.parameters->>'incoming_name' = 'landed.csv'",
+        )
+        if (rows and rows[0][0] in {"COMPLETED", "FAILED", "CRASHED"}) or (
+            time.monotonic() > deadline
+        ):
+            break
+        time.sleep(1)
+    assert rows == [("COMPLETED",)]
+    versions = sql(settings, "mlflow", "SELECT count(*) FROM model_versions")
+    assert versions == [(2,)]
+
+
 def test_prometheus_scrapes_the_service(team, trained):
     settings, _, output, _ = team
     if "prometheus: up" not in output:
@@ -195,6 +223,7 @@ def test_down_leaves_no_process_and_drop_removes_the_databases(team, trained):
     settings, env, _, _ = team
     assert processes_of(settings.state_dir)  # the check below can see them while they run
     output = team_command("down", "--drop-databases", env=env)
+    print(output)  # seconds per process (`make test-team` shows passed tests' output)
     assert "service: stopped" in output and "worker-1: stopped" in output
     deadline = time.monotonic() + 10
     while processes_of(settings.state_dir) and time.monotonic() < deadline:
