@@ -114,6 +114,10 @@ IMAGE_TAG := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
 level1-image: ## Level 1: build the container image (needs a Docker engine)
 	docker build -f level1_devops/Dockerfile -t penguins-level1:$(IMAGE_TAG) .
 
+.PHONY: level2-image
+level2-image: ## Level 2: build the image of the service and the worker (needs a Docker engine)
+	docker build -f level2_pipelines/Dockerfile -t penguins-level2:$(IMAGE_TAG) .
+
 .PHONY: k8s-validate
 k8s-validate: $(STAMP) ## Check every level's Kubernetes manifests offline (schemas of 1.30 and 1.37, strict)
 	$(PY) -m shared.k8s_validate
