@@ -1,5 +1,6 @@
 """Check the Kubernetes manifests offline: `make k8s-validate`, or
-`python -m shared.k8s_validate [PATH ...]` (files or folders; default: each level's `infra/k8s/`).
+`python -m shared.k8s_validate [PATH ...]`
+(files or folders; by default each level's `infra/k8s/`).
 
 No cluster is needed, and none can run here (`kubectl apply --dry-run=client` still asks a
 server for its schemas): kubernetes-validate carries the OpenAPI schemas of Kubernetes 1.25-1.37
