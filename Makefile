@@ -107,9 +107,20 @@ level1-undo: $(STAMP) ## Level 1: put the previously handed-off model back (swap
 level1-serve: $(STAMP) ## Level 1: serve the handed-off model at 127.0.0.1:8001
 	$(PY) -m level1_devops.serve
 
+# Images are tagged with the project's version, which the manifests in each level's infra/ name.
+IMAGE_TAG := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+
 .PHONY: level1-image
 level1-image: ## Level 1: build the container image (needs a Docker engine)
-	docker build -f level1_devops/Dockerfile -t penguins-level1 .
+	docker build -f level1_devops/Dockerfile -t penguins-level1:$(IMAGE_TAG) .
+
+.PHONY: level2-image
+level2-image: ## Level 2: build the image of the service and the worker (needs a Docker engine)
+	docker build -f level2_pipelines/Dockerfile -t penguins-level2:$(IMAGE_TAG) .
+
+.PHONY: k8s-validate
+k8s-validate: $(STAMP) ## Check every level's Kubernetes manifests offline (schemas of 1.30 and 1.37, strict)
+	$(PY) -m shared.k8s_validate
 
 .PHONY: level2
 level2: $(STAMP) | $(PREFECT_HOME) ## Level 2: run the pipeline once (BATCH=file.csv or SIMULATE=rows; default: the 2009 birds; FORCE=1 retrains on seen data)

@@ -40,6 +40,8 @@ TEMPLATES = REPO_ROOT / "templates"
 VENDORED_AS = {"data": "dataset"}
 PLACEHOLDER = "\x00package\x00"
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+# Files a copy has at its top, rendered from templates/, in place of the level's own.
+AT_THE_TOP = ("README.md", "Dockerfile")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,18 @@ class Level:
     root_tests: dict[str, str]  # tests kept at the top of this repo: here -> in the copy
     dev: tuple[str, ...]  # the dev extra's tools the copy needs
 
+
+# The services' levels test their manifests (infra/k8s/) and compose file, read with pyyaml.
+LEVEL_DEV_TOOLS = (
+    "pytest",
+    "pytest-timeout",
+    "hypothesis",
+    "schemathesis",
+    "kubernetes-validate",
+    "pyyaml",
+    "ruff",
+    "uv",
+)
 
 LEVELS = {
     0: Level(
@@ -68,15 +82,16 @@ LEVELS = {
         # The benchmark compares with `mlflow models serve`: MLflow is level 2's dependency.
         stays=("README.md", "Dockerfile", "bench.py"),
         root_tests={},
-        dev=("pytest", "pytest-timeout", "hypothesis", "schemathesis", "ruff", "uv"),
+        dev=LEVEL_DEV_TOOLS,
     ),
     2: Level(
         2,
         "level2_pipelines",
         main_target="pipeline",
-        stays=("README.md",),
+        # The copy builds from its own top folder, with the template's Dockerfile.
+        stays=("README.md", "Dockerfile"),
         root_tests={},
-        dev=("pytest", "pytest-timeout", "hypothesis", "schemathesis", "ruff", "uv"),
+        dev=LEVEL_DEV_TOOLS,
     ),
 }
 
@@ -137,6 +152,9 @@ def rewrite(text: str, level: Level, vendored: set[str]) -> str:
         lambda m: f"{PLACEHOLDER}{m[1]}{name[m[2]]}" if m[2] in name else m[0],
         text,
     )
+    # A README or Dockerfile that stays here has the copy's own at its top: name that one.
+    for name in set(level.stays) & set(AT_THE_TOP):
+        text = re.sub(rf"\b{level.package}/{re.escape(name)}(?![\w.])", name, text)
     text = re.sub(rf"\b{level.package}\b", PLACEHOLDER, text)
     text = re.sub(rf"\bmake level{n}-([\w-]+)", r"make \1", text)
     text = re.sub(rf"\bmake level{n}\b", f"make {level.main_target}", text)
@@ -193,6 +211,11 @@ def lock_lines(requirements: list[str]) -> list[str]:
     return [f"{name}=={version}" for name, version in sorted(pinned.items())]
 
 
+def holds_python(directory: Path) -> bool:
+    """Whether the staged folder has Python code in it, at any depth."""
+    return any(p.name.endswith((".py", ".py.jinja")) for p in directory.rglob("*"))
+
+
 def stage(level: Level) -> Path:
     """Write the level as a copier template under the state folder; commit and tag a change."""
     root = state_dir() / "templates" / f"level{level.number}"
@@ -227,8 +250,11 @@ def stage(level: Level) -> Path:
             target.with_name(target.name + ".jinja").write_text(as_template(text))
         else:
             target.write_text(text)
+    # A folder of code is a package; one of manifests or config (infra/) is left as it is.
     for directory in [package, *[p for p in package.rglob("*") if p.is_dir()]]:
-        if not (directory / "__init__.py.jinja").exists():
+        if not (directory / "__init__.py.jinja").exists() and (
+            directory == package or holds_python(directory)
+        ):
             (directory / "__init__.py").touch()
 
     runtime, dev = dependencies(level)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from shared import template
 from shared.contract import CLASSES, EXAMPLE_PAYLOAD
@@ -108,6 +109,35 @@ def test_nothing_in_a_copy_refers_to_this_repository(quick_copy):
             assert not re.search(r"^\s*(from|import) shared\b", text, re.M), path
             assert str(ROOT) not in text, path
             assert not re.search(r"\bmake level\d", text), path
+
+
+def test_a_copy_carries_its_levels_infra_folder_as_files_not_a_package(quick_copy):
+    """The manifests and the compose file come along, every file of them, and no `__init__.py`
+    is put among them; the compose file builds from the copy's own Dockerfile."""
+    level, copy = quick_copy
+    package = template.LEVELS[level].package
+    here, there = ROOT / package / "infra", copy / package / "infra"
+
+    def files(folder: Path) -> set[Path]:
+        return {p.relative_to(folder) for p in folder.rglob("*") if p.is_file()}
+
+    assert files(here) == files(there)
+    assert not list(there.rglob("__init__.py"))
+    if (there / "compose.yaml").is_file():
+        build = yaml.safe_load((there / "compose.yaml").read_text())["x-level2-image"]["build"]
+        assert (there / build["context"] / build["dockerfile"]).resolve() == copy / "Dockerfile"
+
+
+def test_a_renamed_copys_manifests_run_the_new_package(tmp_path):
+    """A manifest that names the package (`python -m level1_devops.serve`) names the copy's."""
+    copy = generate(1, tmp_path / "service", name="penguin_service")
+    manifest = copy / "penguin_service" / "infra" / "k8s" / "penguins-level1.yaml"
+
+    deployment = next(yaml.safe_load_all(manifest.read_text()))
+
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "penguin_service.serve"]
+    assert "level1_devops" not in manifest.read_text()
 
 
 def test_a_copys_lock_pins_its_dependencies_at_our_versions(quick_copy):

@@ -1,0 +1,222 @@
+"""Level 2's compose file (infra/compose.yaml), read as data since no Docker engine runs here:
+team mode's topology at team mode's ports, every image pinned, a health check on everything
+that stays up, ports on loopback only, and the secrets only in the git-ignored .env."""
+
+import re
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from level2_pipelines.settings import PLACEHOLDER_TOKENS, Settings
+
+INFRA = Path(__file__).resolve().parents[2] / "infra"
+COMPOSE = INFRA / "compose.yaml"
+SERVICES = {"postgres", "mlflow", "prefect-server", "publish", "worker", "service", "prometheus"}
+ONE_SHOT = {"publish"}  # registers the work pool and the deployments, then exits
+
+# = level2_pipelines.team.TeamSettings defaults
+TEAM_DEFAULTS = {
+    "LEVEL2_TEAM_PG_PORT": 5432,
+    "LEVEL2_TEAM_PREFECT_PORT": 4210,
+    "LEVEL2_TEAM_MLFLOW_PORT": 5010,
+    "LEVEL2_TEAM_SERVICE_PORT": 8012,
+    "LEVEL2_TEAM_PROMETHEUS_PORT": 9090,
+    "LEVEL2_TEAM_PG_USER": "postgres",
+    "LEVEL2_TEAM_DB_PREFIX": "penguins",
+    "LEVEL2_TEAM_WORKERS": 2,
+    "LEVEL2_TEAM_WORK_POOL": "penguins-pool",
+}
+# Which service publishes which of team mode's ports, and the port inside its container.
+PUBLISHED = {
+    "postgres": ("LEVEL2_TEAM_PG_PORT", 5432),
+    "prefect-server": ("LEVEL2_TEAM_PREFECT_PORT", 4200),
+    "mlflow": ("LEVEL2_TEAM_MLFLOW_PORT", 5000),
+    "service": ("LEVEL2_TEAM_SERVICE_PORT", Settings().port),
+    "prometheus": ("LEVEL2_TEAM_PROMETHEUS_PORT", 9090),
+}
+# `${NAME:-default}` and `${NAME:?message}`, compose's interpolation.
+DEFAULTED = re.compile(r"\$\{(\w+):-([^}]*)\}")
+REQUIRED = re.compile(r"\$\{(\w+):\?[^}]*\}")
+CREDENTIALS = re.compile(r"://(?P<user>[^:/@\s]+):(?P<password>[^@\s]+)@")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def strings(node) -> list[str]:
+    """Every string in the parsed file: values, list items, commands."""
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in strings(value)]
+    if isinstance(node, list):
+        return [s for item in node for s in strings(item)]
+    return [node] if isinstance(node, str) else []
+
+
+def defaults(text: str) -> dict[str, str]:
+    return dict(DEFAULTED.findall(text))
+
+
+def env_example() -> dict[str, str]:
+    lines = (INFRA / ".env.example").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_compose_runs_team_modes_parts(compose):
+    """PostgreSQL, MLflow's and Prefect's servers, the workers, the service and Prometheus."""
+    assert set(compose["services"]) == SERVICES
+
+
+def test_every_image_is_pinned_to_a_version(compose):
+    for name, service in compose["services"].items():
+        tag = service["image"].rsplit("/", 1)[-1].partition(":")[2]
+
+        assert tag and tag != "latest" and re.search(r"\d", tag), f"{name}: {service['image']}"
+
+
+def test_mlflow_and_prefect_servers_are_the_clients_versions(compose):
+    """Client and server on the same version (the lock's), as Prefect asks and MLflow's
+    registry calls assume."""
+    services = compose["services"]
+
+    mlflow = metadata.version("mlflow")
+    assert services["mlflow"]["image"] == f"ghcr.io/mlflow/mlflow:v{mlflow}-full"
+    prefect = services["prefect-server"]["image"].partition(":")[2]
+    assert prefect.startswith(f"{metadata.version('prefect')}-")
+
+
+def test_every_lasting_service_has_a_health_check(compose):
+    """Each service that stays up says when it is healthy; only the one-shot step does not."""
+    for name, service in compose["services"].items():
+        if name in ONE_SHOT:
+            assert service["restart"] == "no"
+            continue
+
+        assert service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
+        assert service["restart"] == "unless-stopped", name
+
+
+def test_ports_are_on_loopback_at_team_modes_ports(compose):
+    """Published on 127.0.0.1 only, each at the LEVEL2_TEAM_* port team mode uses by default."""
+    published = {n: s["ports"] for n, s in compose["services"].items() if "ports" in s}
+
+    assert set(published) == set(PUBLISHED)
+    for name, (variable, inside) in PUBLISHED.items():
+        (port,) = published[name]
+        assert port == f"127.0.0.1:${{{variable}:-{TEAM_DEFAULTS[variable]}}}:{inside}", name
+
+
+def test_every_team_setting_has_team_modes_default(compose):
+    """Wherever the file names a LEVEL2_TEAM_* variable, its default is team mode's."""
+    found: dict[str, set[str]] = {}
+    for text in strings(compose):
+        for variable, default in defaults(text).items():
+            found.setdefault(variable, set()).add(default)
+
+    for variable, values in found.items():
+        if variable.startswith("LEVEL2_TEAM_"):
+            assert values == {str(TEAM_DEFAULTS[variable])}, variable
+    assert set(TEAM_DEFAULTS) <= set(found)
+
+
+def test_each_server_has_its_database(compose):
+    """MLflow, Prefect and the prediction log each on their own PostgreSQL database."""
+    services = compose["services"]
+    urls = {
+        "mlflow": services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"],
+        "prefect": services["prefect-server"]["environment"][
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL"
+        ],
+        "predictions": services["service"]["environment"]["LEVEL2_PREDICTION_LOG_URI"],
+    }
+
+    for database, url in urls.items():
+        assert url.endswith(f"@postgres:5432/${{LEVEL2_TEAM_DB_PREFIX:-penguins}}_{database}")
+    assert urls["prefect"].startswith("postgresql+asyncpg://")
+    assert services["worker"]["environment"]["LEVEL2_PREDICTION_LOG_URI"] == urls["predictions"]
+
+
+def test_mlflow_server_keeps_and_proxies_the_artifacts(compose):
+    command = compose["services"]["mlflow"]["command"]
+
+    assert "--serve-artifacts" in command
+    assert "--artifacts-destination=/mlartifacts" in command
+    assert "mlflow-artifacts:/mlartifacts" in compose["services"]["mlflow"]["volumes"]
+
+
+def test_workers_poll_the_pool_the_deployments_are_published_to(compose):
+    worker, publish = compose["services"]["worker"], compose["services"]["publish"]
+    pool = worker["command"][worker["command"].index("--pool") + 1]
+
+    assert pool == worker["environment"]["LEVEL2_WORK_POOL"]
+    assert publish["environment"]["LEVEL2_WORK_POOL"] == pool
+    assert "--publish" in publish["command"][-1]
+    assert "--with-healthcheck" in worker["command"]
+    assert worker["deploy"]["replicas"] == "${LEVEL2_TEAM_WORKERS:-2}"
+
+
+def test_the_worker_finds_the_service_and_mlflow(compose):
+    """The deploy stage asks the service to reload at LEVEL2_HOST:LEVEL2_PORT."""
+    worker = compose["services"]["worker"]["environment"]
+
+    assert worker["LEVEL2_HOST"] == "service"
+    assert worker["LEVEL2_PORT"] == str(Settings().port)
+    assert worker["LEVEL2_TRACKING_URI"] == "http://mlflow:5000"
+    assert worker["PREFECT_API_URL"] == "http://prefect-server:4200/api"
+
+
+def test_the_image_is_built_from_the_levels_dockerfile(compose):
+    for name in ("publish", "worker", "service"):
+        build = compose["services"][name]["build"]
+
+        assert (COMPOSE.parent / build["context"] / build["dockerfile"]).is_file(), name
+
+
+def test_prometheus_scrapes_the_services_metrics():
+    config = yaml.safe_load((INFRA / "prometheus.yml").read_text())
+
+    (job,) = config["scrape_configs"]
+
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"] == [{"targets": [f"service:{Settings().port}"]}]
+
+
+def test_no_secret_is_written_in_the_compose_file(compose):
+    """Passwords are `${...}` from .env; the admin token is not in the file at all."""
+    for text in strings(compose):
+        for match in CREDENTIALS.finditer(text):
+            assert REQUIRED.fullmatch(match["password"]), text
+    for name, service in compose["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            if re.search(r"TOKEN|PASSWORD|SECRET", key):
+                assert REQUIRED.fullmatch(str(value)), f"{name}: {key}"
+    for name, service in compose["services"].items():
+        assert "LEVEL2_ADMIN_TOKEN" not in (service.get("environment") or {}), name
+
+
+def test_services_holding_the_token_read_the_env_file(compose):
+    for name in ("publish", "worker", "service"):
+        assert compose["services"][name]["env_file"] == ".env", name
+
+
+def test_env_example_names_every_secret_with_a_value_that_is_refused(compose):
+    """Each variable compose requires is in .env.example, empty (compose refuses it) or a
+    placeholder the level 2 settings refuse; the token is one of those."""
+    required = {m for text in strings(compose) for m in re.findall(r"\$\{(\w+):\?", text)}
+    example = env_example()
+
+    assert required | {"LEVEL2_ADMIN_TOKEN"} <= set(example)
+    for variable, value in example.items():
+        assert value == "" or value.lower() in PLACEHOLDER_TOKENS, variable
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings(admin_token=example["LEVEL2_ADMIN_TOKEN"])
+
+
+def test_the_env_file_is_git_ignored():
+    ignored = (INFRA / ".gitignore").read_text().splitlines()
+
+    assert ".env" in ignored
