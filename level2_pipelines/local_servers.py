@@ -179,8 +179,10 @@ def answers(url: str) -> bool:
 
 def up(settings: Settings) -> None:
     keeper = processes(settings)
+    # MLflow's job runner (GenAI features, unused here) would be 8 more processes, ~0.8 GB.
+    env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     for name, (command, health) in commands(settings).items():
-        keeper.start(name, command, health=health)
+        keeper.start(name, command, health=health, env=env)
     # The warm worker imports GX, MLflow and scikit-learn (~10-15 s): waited for last, while
     # the others start, so the first `make level2` after this finds it ready.
     deadline = time.monotonic() + START_TIMEOUT_S

@@ -11,23 +11,29 @@ import yaml
 from pydantic import ValidationError
 
 from level2_pipelines.settings import PLACEHOLDER_TOKENS, Settings
+from level2_pipelines.team import TeamSettings
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 COMPOSE = INFRA / "compose.yaml"
 SERVICES = {"postgres", "mlflow", "prefect-server", "publish", "worker", "service", "prometheus"}
 ONE_SHOT = {"publish"}  # registers the work pool and the deployments, then exits
 
-# = level2_pipelines.team.TeamSettings defaults
+# Team mode's defaults, by the environment variable that moves each: compose must agree.
 TEAM_DEFAULTS = {
-    "LEVEL2_TEAM_PG_PORT": 5432,
-    "LEVEL2_TEAM_PREFECT_PORT": 4210,
-    "LEVEL2_TEAM_MLFLOW_PORT": 5010,
-    "LEVEL2_TEAM_SERVICE_PORT": 8012,
-    "LEVEL2_TEAM_PROMETHEUS_PORT": 9090,
-    "LEVEL2_TEAM_PG_USER": "postgres",
-    "LEVEL2_TEAM_DB_PREFIX": "penguins",
-    "LEVEL2_TEAM_WORKERS": 2,
-    "LEVEL2_TEAM_WORK_POOL": "penguins-pool",
+    f"LEVEL2_TEAM_{name.upper()}": field.default
+    for name, field in TeamSettings.model_fields.items()
+    if name
+    in {
+        "pg_port",
+        "prefect_port",
+        "mlflow_port",
+        "service_port",
+        "prometheus_port",
+        "pg_user",
+        "db_prefix",
+        "workers",
+        "work_pool",
+    }
 }
 # Which service publishes which of team mode's ports, and the port inside its container.
 PUBLISHED = {
