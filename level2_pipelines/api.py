@@ -296,6 +296,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            stack.callback(metrics.close)  # last out: this worker serves nothing any more
             if record and settings.prediction_log:
                 log = await asyncio.to_thread(open_log, settings)
                 app.state.prediction_log = log
@@ -469,6 +470,12 @@ def create_app(
         )
 
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The service following the champion, with settings from the environment: what
+    `serve` has uvicorn start in each worker process."""
+    return create_app(Settings())
 
 
 def open_log(settings: Settings) -> prediction_log.PredictionLog:

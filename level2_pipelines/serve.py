@@ -5,15 +5,58 @@ Settings are checked before the port is bound: a placeholder admin token, or a h
 machines can reach without a token of your own, is one clear line and a non-zero exit. Without
 LEVEL2_ADMIN_TOKEN the service makes a random token in the state folder (mode 0600), where the
 pipeline and `make level2-rollback` on this machine find it.
+
+With LEVEL2_WORKERS=N (N > 1) uvicorn starts N worker processes on one listening socket, each
+building the app from the environment (`api.app_from_env`) and loading the champion itself.
+What they share is made here first, once: the admin token, the prediction log's tables (each
+worker then appends to it from its own buffer; SQLite in WAL mode with a 30 s busy timeout
+takes one writer at a time) and an empty folder where their metrics meet (`metrics.py`).
 """
 
+import os
+import shutil
+import socket
 import sys
+from asyncio import BaseTransport
 
 import uvicorn
 from pydantic import ValidationError
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from level2_pipelines.api import create_app
 from level2_pipelines.settings import Settings
+
+APP = "level2_pipelines.api:app_from_env"
+# By name, as the app: each worker imports it (this module may be running as __main__).
+HTTP = "level2_pipelines.serve:NoDelayHTTPProtocol"
+
+
+class NoDelayHTTPProtocol(AutoHTTPProtocol):
+    """uvicorn's HTTP protocol, with TCP_NODELAY set on every connection it is given.
+
+    asyncio sets TCP_NODELAY only on sockets whose `proto` is IPPROTO_TCP; uvicorn's workers
+    accept on a socket it made with proto 0 (Kludex/uvicorn#3149), so without this an answer
+    written in two parts waits for the client's delayed ACK: ~40 ms per keep-alive request.
+    """
+
+    def connection_made(self, transport: BaseTransport) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
+
+
+def share_between_workers(settings: Settings) -> None:
+    """Make, once and before any worker starts, what the workers share."""
+    folder = settings.worker_metrics_dir
+    shutil.rmtree(folder, ignore_errors=True)  # counts from a previous run are not this one's
+    folder.mkdir(parents=True)
+    # prometheus-client reads it when first imported: in each worker, after this.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    if settings.prediction_log:
+        from level2_pipelines.prediction_log import open_engine  # pandas: only when needed
+
+        # Tables created here: two workers creating them at once would race.
+        open_engine(settings.resolved_prediction_log_uri).dispose()
 
 
 def main() -> None:
@@ -22,15 +65,21 @@ def main() -> None:
     except ValidationError as error:
         sys.exit(f"level 2 serve: cannot start: {error.errors()[0]['msg']}")
     settings.admin_token_value(create=True)  # a random one in the state folder, if none is set
-    app = create_app(settings)
+    if settings.workers > 1:
+        share_between_workers(settings)
+    workers = f" ({settings.workers} workers)" if settings.workers > 1 else ""
     print(
         f"level 2 serve: following {settings.model_name}@champion at "
-        f"http://{settings.host}:{settings.port}"
+        f"http://{settings.host}:{settings.port}{workers}"
     )
     where = "LEVEL2_ADMIN_TOKEN" if settings.admin_token is not None else settings.admin_token_file
     print(f"level 2 serve: admin endpoints take the bearer token in {where}")
+    # An import string and a factory: each worker process builds its own app.
     uvicorn.run(
-        app,
+        APP,
+        factory=True,
+        workers=settings.workers,
+        http=HTTP,
         host=settings.host,
         port=settings.port,
         access_log=settings.access_log,

@@ -1,0 +1,54 @@
+"""How `serve` starts uvicorn: TCP_NODELAY on every connection, even on the listening socket
+uvicorn's worker processes share, which asyncio alone leaves without it."""
+
+import asyncio
+import socket
+
+import uvicorn
+
+from level2_pipelines.serve import HTTP
+
+
+async def answer(scope, receive, send) -> None:
+    """The smallest ASGI app: 200, empty body."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def nodelay_of_a_served_connection(http: str) -> int:
+    """TCP_NODELAY on the server's side of one answered connection, when uvicorn serves with
+    protocol `http` on a socket made the way it makes the one its workers share (proto 0)."""
+    listener = socket.socket(socket.AF_INET)  # as uvicorn's Config.bind_socket for workers
+    listener.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(answer, http=http, lifespan="off", log_level="error"))
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    reader, writer = await asyncio.open_connection(*listener.getsockname())
+    writer.write(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+    await reader.readuntil(b"\r\n\r\n")  # accepted and answered
+
+    (connection,) = server.server_state.connections
+    nodelay = connection.transport.get_extra_info("socket").getsockopt(
+        socket.IPPROTO_TCP, socket.TCP_NODELAY
+    )
+
+    writer.close()
+    server.should_exit = True
+    await serving
+    return nodelay
+
+
+def test_worker_socket_without_the_fix_has_no_tcp_nodelay():
+    """uvicorn's own HTTP protocol on a worker's socket leaves TCP_NODELAY off (uvicorn#3149):
+    the reason for `serve`'s protocol. If this fails, uvicorn fixed it and the class can go."""
+    nodelay = asyncio.run(nodelay_of_a_served_connection("h11"))
+
+    assert nodelay == 0
+
+
+def test_serve_protocol_sets_tcp_nodelay_on_each_connection():
+    """The protocol `serve` gives uvicorn turns TCP_NODELAY on for the connection it serves."""
+    nodelay = asyncio.run(nodelay_of_a_served_connection(HTTP))
+
+    assert nodelay != 0
