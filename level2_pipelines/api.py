@@ -479,9 +479,14 @@ def app_from_env() -> FastAPI:
 
 
 def open_log(settings: Settings) -> prediction_log.PredictionLog:
-    return prediction_log.PredictionLog(
-        prediction_log.open_engine(settings.resolved_prediction_log_uri)
-    )
+    uri = settings.resolved_prediction_log_uri
+    try:
+        engine = prediction_log.open_engine(uri)
+    except SQLAlchemyError:
+        # Workers starting together race to create the tables: the one that loses finds them
+        # made on a second look. Any other failure fails again, and is raised.
+        engine = prediction_log.open_engine(uri)
+    return prediction_log.PredictionLog(engine)
 
 
 async def stop(task: asyncio.Task) -> None:

@@ -8,9 +8,10 @@ pipeline and `make level2-rollback` on this machine find it.
 
 With LEVEL2_WORKERS=N (N > 1) uvicorn starts N worker processes on one listening socket, each
 building the app from the environment (`api.app_from_env`) and loading the champion itself.
-What they share is made here first, once: the admin token, the prediction log's tables (each
-worker then appends to it from its own buffer; SQLite in WAL mode with a 30 s busy timeout
-takes one writer at a time) and an empty folder where their metrics meet (`metrics.py`).
+The admin token and an empty folder where their metrics meet (`metrics.py`) are made here,
+before they start. Each worker appends to the prediction log from its own buffer: SQLite, in
+WAL mode with a 30 s busy timeout, takes one writer at a time, each flush one short
+transaction; many workers, or several machines, want PostgreSQL (LEVEL2_PREDICTION_LOG_URI).
 """
 
 import os
@@ -52,11 +53,6 @@ def share_between_workers(settings: Settings) -> None:
     folder.mkdir(parents=True)
     # prometheus-client reads it when first imported: in each worker, after this.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
-    if settings.prediction_log:
-        from level2_pipelines.prediction_log import open_engine  # pandas: only when needed
-
-        # Tables created here: two workers creating them at once would race.
-        open_engine(settings.resolved_prediction_log_uri).dispose()
 
 
 def main() -> None:

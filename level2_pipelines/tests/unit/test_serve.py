@@ -1,12 +1,20 @@
 """How `serve` starts uvicorn: TCP_NODELAY on every connection, even on the listening socket
-uvicorn's worker processes share, which asyncio alone leaves without it."""
+uvicorn's worker processes share, which asyncio alone leaves without it; and workers starting
+together all open the prediction log."""
 
 import asyncio
 import socket
 
+import sqlalchemy as sa
 import uvicorn
+from sqlalchemy.schema import CreateTable
 
+from level2_pipelines import prediction_log
+from level2_pipelines.api import open_log
 from level2_pipelines.serve import HTTP
+from level2_pipelines.settings import Settings
+from level2_pipelines.tests.unit.test_prediction_log import PROBABILITIES
+from shared.contract import EXAMPLE_PAYLOAD
 
 
 async def answer(scope, receive, send) -> None:
@@ -52,3 +60,27 @@ def test_serve_protocol_sets_tcp_nodelay_on_each_connection():
     nodelay = asyncio.run(nodelay_of_a_served_connection(HTTP))
 
     assert nodelay != 0
+
+
+def test_a_worker_losing_the_race_to_create_the_log_tables_still_opens_the_log(
+    tmp_path, monkeypatch
+):
+    """Two workers start together: the one whose CREATE TABLE meets the table the other just
+    made opens the log on a second look, instead of failing its start."""
+    settings = Settings(state_dir=tmp_path)
+    real_open, attempts = prediction_log.open_engine, []
+
+    def racing(uri: str) -> sa.Engine:
+        attempts.append(uri)
+        if len(attempts) == 1:
+            real_open(uri).dispose()  # the other worker, a moment earlier
+            with sa.create_engine(uri).begin() as connection:  # then this one's CREATE TABLE
+                connection.execute(CreateTable(prediction_log.predictions))
+        return real_open(uri)
+
+    monkeypatch.setattr(prediction_log, "open_engine", racing)
+    log = open_log(settings)
+
+    assert len(attempts) == 2
+    log.record("a" * 32, "1", EXAMPLE_PAYLOAD, "Adelie", PROBABILITIES, 1.0)
+    assert log.flush() == 1
