@@ -6,8 +6,9 @@ machines can reach without a token of your own, is one clear line and a non-zero
 LEVEL2_ADMIN_TOKEN the service makes a random token in the state folder (mode 0600), where the
 pipeline and `make level2-rollback` on this machine find it.
 
-With LEVEL2_WORKERS=N (N > 1) uvicorn starts N worker processes on one listening socket, each
-building the app from the environment (`api.app_from_env`) and loading the champion itself.
+With LEVEL2_WORKERS=N (N > 1) uvicorn's supervisor starts N worker processes, each building
+the app from the environment (`api.app_from_env`), loading the champion itself and listening
+on the port with a socket of its own (`ReusePortSocket`), so the kernel spreads connections.
 The admin token and an empty folder where their metrics meet (`metrics.py`) are made here,
 before they start. Each worker appends to the prediction log from its own buffer: SQLite, in
 WAL mode with a 30 s busy timeout, takes one writer at a time, each flush one short
@@ -23,6 +24,7 @@ from asyncio import BaseTransport
 import uvicorn
 from pydantic import ValidationError
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
+from uvicorn.supervisors import Multiprocess
 
 from level2_pipelines.settings import Settings
 
@@ -34,9 +36,10 @@ HTTP = "level2_pipelines.serve:NoDelayHTTPProtocol"
 class NoDelayHTTPProtocol(AutoHTTPProtocol):
     """uvicorn's HTTP protocol, with TCP_NODELAY set on every connection it is given.
 
-    asyncio sets TCP_NODELAY only on sockets whose `proto` is IPPROTO_TCP; uvicorn's workers
-    accept on a socket it made with proto 0 (Kludex/uvicorn#3149), so without this an answer
-    written in two parts waits for the client's delayed ACK: ~40 ms per keep-alive request.
+    asyncio sets TCP_NODELAY only on sockets whose `proto` is IPPROTO_TCP; workers accept on
+    sockets made with proto 0 (uvicorn's own, Kludex/uvicorn#3149, and ReusePortSocket), so
+    without this an answer written in two parts waits for the client's delayed ACK: ~40 ms
+    per keep-alive request.
     """
 
     def connection_made(self, transport: BaseTransport) -> None:
@@ -44,6 +47,46 @@ class NoDelayHTTPProtocol(AutoHTTPProtocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
+
+
+class ReusePortSocket(socket.socket):
+    """The service's port, opened by each worker for itself (SO_REUSEPORT).
+
+    uvicorn's workers accept on one socket their supervisor opened: every idle worker wakes on
+    a new connection and the first takes every connection waiting (asyncio accepts up to the
+    backlog at once), so connections opened together, as a pool opens them, often all land on
+    one worker. With a socket each, the kernel spreads new connections between them (by a hash
+    of the client's address and port). The supervisor holds one bound, never listening, to
+    keep the port; each worker receives it pickled, which opens a new one on the same port.
+    Any process of the same user may join the group: this is a service for one machine user.
+    """
+
+    @classmethod
+    def bound(cls, host: str, port: int) -> "ReusePortSocket":
+        sock = cls(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        return sock
+
+    def __reduce__(self):
+        host, port = self.getsockname()[:2]
+        return type(self).bound, (host, port)
+
+
+def run_workers(settings: Settings) -> None:
+    """What `uvicorn.run(..., workers=N)` does (its supervisor restarts a worker that dies),
+    with a listening socket of each worker's own."""
+    config = uvicorn.Config(
+        APP,
+        factory=True,
+        workers=settings.workers,
+        http=HTTP,
+        host=settings.host,
+        port=settings.port,
+        access_log=settings.access_log,
+    )
+    with ReusePortSocket.bound(settings.host, settings.port) as port:
+        Multiprocess(config, sockets=[port]).run()
 
 
 def share_between_workers(settings: Settings) -> None:
@@ -70,11 +113,13 @@ def main() -> None:
     )
     where = "LEVEL2_ADMIN_TOKEN" if settings.admin_token is not None else settings.admin_token_file
     print(f"level 2 serve: admin endpoints take the bearer token in {where}")
-    # An import string and a factory: each worker process builds its own app.
+    if settings.workers > 1:
+        run_workers(settings)
+        return
+    # An import string and a factory, as each worker builds its app.
     uvicorn.run(
         APP,
         factory=True,
-        workers=settings.workers,
         http=HTTP,
         host=settings.host,
         port=settings.port,

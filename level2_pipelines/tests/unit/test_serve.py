@@ -1,9 +1,12 @@
-"""How `serve` starts uvicorn: TCP_NODELAY on every connection, even on the listening socket
-uvicorn's worker processes share, which asyncio alone leaves without it; and workers starting
-together all open the prediction log."""
+"""How `serve` starts uvicorn: TCP_NODELAY on every connection, even on the listening sockets
+of worker processes, which asyncio alone leaves without it; a listening socket for each worker
+on the one port; and workers starting together all open the prediction log."""
 
 import asyncio
+import os
+import pickle
 import socket
+from multiprocessing.reduction import ForkingPickler
 
 import sqlalchemy as sa
 import uvicorn
@@ -11,7 +14,7 @@ from sqlalchemy.schema import CreateTable
 
 from level2_pipelines import prediction_log
 from level2_pipelines.api import open_log
-from level2_pipelines.serve import HTTP
+from level2_pipelines.serve import HTTP, ReusePortSocket
 from level2_pipelines.settings import Settings
 from level2_pipelines.tests.unit.test_prediction_log import PROBABILITIES
 from shared.contract import EXAMPLE_PAYLOAD
@@ -84,3 +87,22 @@ def test_a_worker_losing_the_race_to_create_the_log_tables_still_opens_the_log(
     assert len(attempts) == 2
     log.record("a" * 32, "1", EXAMPLE_PAYLOAD, "Adelie", PROBABILITIES, 1.0)
     assert log.flush() == 1
+
+
+def test_each_worker_gets_a_listening_socket_of_its_own_on_the_port():
+    """The supervisor's socket, pickled to a worker as multiprocessing pickles it, opens a new
+    one on the same port; both can listen at once (SO_REUSEPORT), so the kernel spreads new
+    connections between the workers' sockets."""
+    supervisor = ReusePortSocket.bound("127.0.0.1", 0)
+
+    workers = [pickle.loads(bytes(ForkingPickler.dumps(supervisor))) for _ in range(2)]
+    for worker in workers:
+        worker.listen()
+
+    assert {w.getsockname() for w in workers} == {supervisor.getsockname()}
+    # Sockets of their own, not copies of one file descriptor (which share one inode).
+    assert len({os.fstat(s.fileno()).st_ino for s in (supervisor, *workers)}) == 3
+    with socket.create_connection(supervisor.getsockname(), timeout=5):
+        pass  # answered by one of the workers' sockets
+    for sock in (supervisor, *workers):
+        sock.close()
