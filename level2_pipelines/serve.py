@@ -102,7 +102,9 @@ def main() -> None:
     try:
         settings = Settings()
     except ValidationError as error:
-        sys.exit(f"level 2 serve: cannot start: {error.errors()[0]['msg']}")
+        first = error.errors()[0]
+        field = f"LEVEL2_{str(first['loc'][0]).upper()}: " if first["loc"] else ""
+        sys.exit(f"level 2 serve: cannot start: {field}{first['msg']}")
     settings.admin_token_value(create=True)  # a random one in the state folder, if none is set
     if settings.workers > 1:
         share_between_workers(settings)

@@ -1,7 +1,8 @@
 """Capacity of the level 2 service on this 2-core machine, with its prediction log on: one and
 two uvicorn workers, against `mlflow models serve` on the same registered champion.
 
-    python -m shared.bench_capacity [--seconds 5] [--rounds 3]      (make bench-capacity)
+    python -m shared.bench_capacity [--seconds 5] [--rounds 3] [--reuse-model]
+    (make bench-capacity)
 
 One pipeline run trains and promotes a champion into a fresh state folder; the 2-worker service
 follows a copy of it under another registered name, so that promoting a version for one

@@ -8,13 +8,14 @@ import pickle
 import socket
 from multiprocessing.reduction import ForkingPickler
 
+import pytest
 import sqlalchemy as sa
 import uvicorn
 from sqlalchemy.schema import CreateTable
 
 from level2_pipelines import prediction_log
 from level2_pipelines.api import open_log
-from level2_pipelines.serve import HTTP, ReusePortSocket
+from level2_pipelines.serve import HTTP, ReusePortSocket, main
 from level2_pipelines.settings import Settings
 from level2_pipelines.tests.unit.test_prediction_log import PROBABILITIES
 from shared.contract import EXAMPLE_PAYLOAD
@@ -106,3 +107,15 @@ def test_each_worker_gets_a_listening_socket_of_its_own_on_the_port():
         pass  # answered by one of the workers' sockets
     for sock in (supervisor, *workers):
         sock.close()
+
+
+def test_serve_refuses_zero_workers_naming_the_setting(monkeypatch):
+    """LEVEL2_WORKERS=0 stops `serve` before the port is bound, with one line naming it."""
+    monkeypatch.setenv("LEVEL2_WORKERS", "0")
+
+    with pytest.raises(SystemExit) as stopped:
+        main()
+
+    assert "LEVEL2_WORKERS" in str(stopped.value) and "greater than or equal to 1" in str(
+        stopped.value
+    )
