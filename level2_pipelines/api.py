@@ -296,6 +296,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            stack.callback(metrics.close)  # last out: this worker serves nothing any more
             if record and settings.prediction_log:
                 log = await asyncio.to_thread(open_log, settings)
                 app.state.prediction_log = log
@@ -471,10 +472,21 @@ def create_app(
     return app
 
 
+def app_from_env() -> FastAPI:
+    """The service following the champion, with settings from the environment: what
+    `serve` has uvicorn start in each worker process."""
+    return create_app(Settings())
+
+
 def open_log(settings: Settings) -> prediction_log.PredictionLog:
-    return prediction_log.PredictionLog(
-        prediction_log.open_engine(settings.resolved_prediction_log_uri)
-    )
+    uri = settings.resolved_prediction_log_uri
+    try:
+        engine = prediction_log.open_engine(uri)
+    except SQLAlchemyError:
+        # Workers starting together race to create the tables: the one that loses finds them
+        # made on a second look. Any other failure fails again, and is raised.
+        engine = prediction_log.open_engine(uri)
+    return prediction_log.PredictionLog(engine)
 
 
 async def stop(task: asyncio.Task) -> None:

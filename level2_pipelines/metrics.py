@@ -5,24 +5,43 @@ histograms, predictions by species and model version. Read in the background eve
 seconds, never at scrape time: live accuracy per model version (from the feedback in the
 prediction log) and the drift monitor's latest statistics (the JSON file it writes). Each app
 has its own registry, so two apps in one process (tests, the pipeline's smoke test) never mix.
-With several uvicorn workers each process counts its own: scrape each, or set up
-prometheus-client's multiprocess mode.
+
+With several uvicorn workers (`LEVEL2_WORKERS`), `serve` switches prometheus-client to its
+multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set before the workers start): each worker writes
+its values to files there and `/metrics`, whichever worker answers it, adds them all up, so it
+shows the service's totals. Each gauge says how workers combine (`multiprocess_mode`); the
+served version becomes a gauge counting the workers serving each version (an Info cannot be
+shared); and a series once written stays until the service restarts (clearing a gauge removes
+its series in one process only).
 """
 
 import json
+import os
 import time
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, values
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # From a fraction of a millisecond (the numpy path) to seconds (a queue behind a batch).
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+def multiprocess_mode() -> bool:
+    """Whether prometheus-client chose its multiprocess mode (decided when it was imported)."""
+    return values.ValueClass is not values.MutexValue
+
+
 class ServiceMetrics:
     def __init__(self) -> None:
-        self.registry = registry = CollectorRegistry()
+        registry = CollectorRegistry()
+        self.multiprocess = multiprocess_mode()
+        # What /metrics shows: this app's metrics, or every worker's added up.
+        self.registry = registry
+        if self.multiprocess:
+            self.registry = CollectorRegistry()
+            MultiProcessCollector(self.registry)
         self.requests = Counter(
             "penguins_requests",
             "HTTP requests by endpoint (the route's path) and status",
@@ -42,63 +61,101 @@ class ServiceMetrics:
             ["species", "model_version"],
             registry=registry,
         )
-        self.served = Info(
-            "penguins_served_model", "The registry version being served", registry=registry
-        )
+        if self.multiprocess:  # the same series an Info shows, counting workers
+            self.served_workers = Gauge(
+                "penguins_served_model_info",
+                "Workers serving each registry version",
+                ["version"],
+                multiprocess_mode="livesum",
+                registry=registry,
+            )
+        else:
+            self.served = Info(
+                "penguins_served_model", "The registry version being served", registry=registry
+            )
+        self._served_version: str | None = None
+        # Each worker has its own buffer and its own count of rows given up: added up.
         self.log_pending = Gauge(
             "penguins_prediction_log_pending_rows",
             "Answers recorded but not yet written to the prediction log",
+            multiprocess_mode="livesum",
             registry=registry,
         )
         self.log_dropped = Gauge(
             "penguins_prediction_log_dropped_rows",
             "Answers the prediction log gave up on (its database refused them too long)",
+            multiprocess_mode="sum",
             registry=registry,
         )
+        # The rest every worker reads from the same log and report: the latest reading counts.
         self.live_accuracy = Gauge(
             "penguins_live_accuracy",
             "Share of predictions whose confirmed species (POST /feedback) matched, per model "
             "version, over the live-accuracy window",
             ["model_version"],
+            multiprocess_mode="mostrecent",
             registry=registry,
         )
         self.labelled = Gauge(
             "penguins_feedback_labelled",
             "Predictions with a confirmed species, per model version, over the window",
             ["model_version"],
+            multiprocess_mode="mostrecent",
             registry=registry,
         )
         self.drift_p_value = Gauge(
             "penguins_drift_p_value",
             "The drift monitor's latest p-value per check (feature, or predicted species)",
             ["check"],
+            multiprocess_mode="mostrecent",
             registry=registry,
         )
         self.drift_statistic = Gauge(
             "penguins_drift_statistic",
             "The drift monitor's latest test statistic per check (KS D, or chi-squared)",
             ["check"],
+            multiprocess_mode="mostrecent",
             registry=registry,
         )
         self.drift_detected = Gauge(
             "penguins_drift_detected",
             "1 if the drift monitor's latest window drifted, else 0",
+            multiprocess_mode="mostrecent",
             registry=registry,
         )
         self.drift_checked = Gauge(
             "penguins_drift_checked_timestamp_seconds",
             "When the drift monitor last compared a window (seconds since the epoch)",
+            multiprocess_mode="mostrecent",
             registry=registry,
         )
         self._drift_file_stamp: float | None = None
 
     def show_served(self, version: str | None) -> None:
-        self.served.info({"version": version or "none"})
+        version = version or "none"
+        if not self.multiprocess:
+            self.served.info({"version": version})
+        elif version != self._served_version:
+            if self._served_version is not None:
+                self.served_workers.labels(self._served_version).set(0)
+            self.served_workers.labels(version).set(1)
+        self._served_version = version
+
+    def _clear(self, *gauges: Gauge) -> None:
+        """Forget old series before showing the new ones; in multiprocess mode they stay (the
+        files other workers read cannot forget them), so this is left out there."""
+        if not self.multiprocess:
+            for gauge in gauges:
+                gauge.clear()
+
+    def close(self) -> None:
+        """On shutdown: this worker no longer serves, nor holds rows (its `live` gauges go)."""
+        if self.multiprocess:
+            mark_process_dead(os.getpid())
 
     def show_live_accuracy(self, rows) -> None:
         """`rows`: prediction_log.LiveAccuracy per model version."""
-        self.live_accuracy.clear()
-        self.labelled.clear()
+        self._clear(self.live_accuracy, self.labelled)
         for row in rows:
             self.labelled.labels(row.model_version).set(row.labelled)
             self.live_accuracy.labels(row.model_version).set(row.accuracy)
@@ -116,13 +173,33 @@ class ServiceMetrics:
         except (OSError, ValueError):  # being replaced; the next look reads it
             return
         self._drift_file_stamp = stamp
-        self.drift_p_value.clear()
-        self.drift_statistic.clear()
+        self._clear(self.drift_p_value, self.drift_statistic)
         for check in report["checks"]:
             self.drift_p_value.labels(check["feature"]).set(check["p_value"])
             self.drift_statistic.labels(check["feature"]).set(check["statistic"])
         self.drift_detected.set(1 if report["drifted"] else 0)
         self.drift_checked.set(report["checked_at"])
+
+
+def requests_by_worker(folder: Path, endpoint: str) -> dict[int, int]:
+    """Requests to `endpoint` answered by each worker (by process id), read from the files of
+    multiprocess mode in `folder`: /metrics shows only their sum; benchmarks want the spread."""
+    counts = {}
+    for path in folder.glob("counter_*.db"):
+        samples = (
+            sample
+            for metric in MultiProcessCollector.merge([str(path)])
+            if metric.name == "penguins_requests"
+            for sample in metric.samples
+        )
+        counts[int(path.stem.removeprefix("counter_"))] = int(
+            sum(
+                s.value
+                for s in samples
+                if s.name == "penguins_requests_total" and s.labels["endpoint"] == endpoint
+            )
+        )
+    return counts
 
 
 class RequestMetrics:

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # One line per request costs ~10% of throughput on this small model; off unless asked for.
     access_log: bool = False
+    # uvicorn worker processes, each with the model, its own prediction-log buffer and its own
+    # metrics, which /metrics adds up (prometheus-client's multiprocess mode) when there are
+    # several. One per core is the most that helps: a worker uses one core at most.
+    workers: int = Field(default=1, ge=1)
 
     # Monitoring (Microsoft level 4): every answer is recorded for the drift monitor and for
     # the true species that comes back later (`POST /feedback`).
@@ -108,6 +112,12 @@ class Settings(BaseSettings):
     @property
     def resolved_prediction_log_uri(self) -> str:
         return self.prediction_log_uri or f"sqlite:///{self.state_dir / 'predictions.db'}"
+
+    @property
+    def worker_metrics_dir(self) -> Path:
+        """Where several workers' metrics meet (prometheus-client's multiprocess mode): one
+        folder per port, so two services sharing a state folder never mix; emptied on start."""
+        return self.state_dir / "worker-metrics" / f"port-{self.port}"
 
     @property
     def monitor_dir(self) -> Path:

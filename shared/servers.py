@@ -38,6 +38,20 @@ def running_server(
     args: Sequence[str] = (),
 ) -> Iterator[str]:
     """Run `python -m module *args` with `env` added; yield its base URL once `probe` answers."""
+    with server_process(module, env, port, probe, args):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def server_process(
+    module: str,
+    env: Mapping[str, str],
+    port: int,
+    probe: str = "/openapi.json",
+    args: Sequence[str] = (),
+) -> Iterator[subprocess.Popen]:
+    """`running_server`, yielding the process: it leads a process group of its own, which
+    holds its workers too (e.g. to read their memory)."""
     # Output goes to a file, not a pipe: an unread pipe fills up and stalls a chatty server.
     with tempfile.TemporaryFile(mode="w+") as log:
         process = subprocess.Popen(
@@ -50,7 +64,7 @@ def running_server(
         )
         try:
             _wait_until_answering(process, log, f"http://127.0.0.1:{port}{probe}", module)
-            yield f"http://127.0.0.1:{port}"
+            yield process
         finally:
             _stop_group(process)
 
