@@ -251,4 +251,8 @@ bench-simulator: $(STAMP) ## Benchmark the batch simulator (rows per second, 1,0
 
 .PHONY: clean
 clean: ## Remove everything generated (state/ and .venv/): the tree as cloned
+	@# What level2-up and team-up started would run on without its folder: stopped first. Team
+	@# mode's databases live in PostgreSQL, not in state/: dropped if this checkout made them.
+	-@[ -x $(PY) ] && $(PY) -m level2_pipelines.local_servers down >/dev/null 2>&1 || true
+	-@[ -x $(PY) ] && [ -d state/team ] && $(PY) -m level2_pipelines.team down --drop-databases || true
 	rm -rf state $(VENV) *.egg-info .hypothesis

@@ -397,6 +397,9 @@ def down(team: TeamSettings, *, drop: bool = False) -> None:
     for name in [*reversed(order), *sorted(started - set(order))]:
         keeper.stop(name)
     if drop:
+        problem = postgres_problem(team)
+        if problem is not None:
+            sys.exit(f"team-down: databases not dropped: {problem}")
         drop_databases(team)
         print(f"postgresql: databases {', '.join(team.database(p) for p in DATABASES)} dropped")
 
