@@ -37,40 +37,48 @@ START_TIMEOUT_S = 120.0
 WARM_WORKER_FILE = "warm-worker.json"  # written by the warm worker once it is ready
 
 
+BIN_DIR = Path(sys.executable).parent
+# MLflow's job runner (GenAI features, unused here) would be 8 more processes, ~0.8 GB.
+MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def prefect_server(port: int) -> list[str]:
+    """A Prefect server and UI on loopback; its database comes from PREFECT_SERVER_DATABASE_*
+    (default: SQLite in PREFECT_HOME)."""
+    return [str(BIN_DIR / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+
+
+def mlflow_server(port: int, *store: str) -> list[str]:
+    """An MLflow server and UI on loopback; `store`: its options saying where runs and
+    artifacts go (or none: MLFLOW_BACKEND_STORE_URI and the like in its environment)."""
+    return [
+        str(BIN_DIR / "mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *store,
+        # One worker. With its default 4, uvicorn kills a worker that has not answered its
+        # health check within 5 s, which on a busy 2-core machine is every worker still
+        # importing MLflow: the server never came up.
+        "--workers",
+        "1",
+    ]
+
+
 def commands(settings: Settings) -> dict[str, tuple[list[str], str]]:
     """name -> (command, URL that answers when it is up)."""
-    bin_dir = Path(sys.executable).parent
     return {
-        "prefect": (
-            [
-                str(bin_dir / "prefect"),
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(settings.prefect_port),
-            ],
-            f"{settings.prefect_api_url}/health",
-        ),
+        "prefect": (prefect_server(settings.prefect_port), f"{settings.prefect_api_url}/health"),
         "mlflow": (
-            [
-                str(bin_dir / "mlflow"),
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(settings.mlflow_ui_port),
+            mlflow_server(
+                settings.mlflow_ui_port,
                 "--backend-store-uri",
                 settings.resolved_tracking_uri,
                 "--default-artifact-root",
                 settings.mlflow_artifacts_dir.resolve().as_uri(),
-                # One worker: a UI for one person. With its default 4, uvicorn kills a worker
-                # that has not answered its health check within 5 s, which on a busy 2-core
-                # machine is every worker still importing MLflow: the UI never came up.
-                "--workers",
-                "1",
-            ],
+            ),
             f"http://127.0.0.1:{settings.mlflow_ui_port}/health",
         ),
         # No URL: it is ready once its worker says so (`warm_worker`), waited for last.
@@ -179,8 +187,7 @@ def answers(url: str) -> bool:
 
 def up(settings: Settings) -> None:
     keeper = processes(settings)
-    # MLflow's job runner (GenAI features, unused here) would be 8 more processes, ~0.8 GB.
-    env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = os.environ | MLFLOW_SERVER_ENV
     for name, (command, health) in commands(settings).items():
         keeper.start(name, command, health=health, env=env)
     # The warm worker imports GX, MLflow and scikit-learn (~10-15 s): waited for last, while

@@ -38,7 +38,14 @@ import httpx
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from level2_pipelines.local_servers import Processes
+from level2_pipelines.local_servers import (
+    BIN_DIR,
+    MLFLOW_SERVER_ENV,
+    Processes,
+    mlflow_server,
+    prefect_server,
+)
+from level2_pipelines.settings import Settings
 from shared.paths import state_dir
 
 PROMETHEUS_INSTALL = "apt install prometheus (Debian/Ubuntu; the binary is enough, no service)"
@@ -207,13 +214,8 @@ def write_prometheus_config(team: TeamSettings) -> None:
 
 def commands(team: TeamSettings) -> dict[str, tuple[list[str], str | None, dict[str, str]]]:
     """name -> (command, URL that answers once it is up, environment), in starting order."""
-    bin_dir = Path(sys.executable).parent
     env = environment(team)
-    mlflow_env = env | {
-        "MLFLOW_BACKEND_STORE_URI": team.database_uri("mlflow"),
-        # Its job runner (GenAI features, unused here) is 8 more processes and ~0.8 GB.
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-    }
+    mlflow_env = env | MLFLOW_SERVER_ENV | {"MLFLOW_BACKEND_STORE_URI": team.database_uri("mlflow")}
     prefect_env = env | {
         "PREFECT_SERVER_DATABASE_DRIVER": "postgresql+asyncpg",
         "PREFECT_SERVER_DATABASE_HOST": team.pg_host,
@@ -225,32 +227,17 @@ def commands(team: TeamSettings) -> dict[str, tuple[list[str], str | None, dict[
         prefect_env["PREFECT_SERVER_DATABASE_PASSWORD"] = team.pg_password.get_secret_value()
     found = {
         "mlflow": (
-            [
-                str(bin_dir / "mlflow"),
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(team.mlflow_port),
-                # Artifacts go through the server (`mlflow-artifacts:/`) into this folder.
+            # Artifacts go through the server (`mlflow-artifacts:/`) into this folder.
+            mlflow_server(
+                team.mlflow_port,
                 "--artifacts-destination",
                 (team.state_dir / "mlartifacts").resolve().as_uri(),
-                "--workers",
-                "1",  # see local_servers: more workers get killed while still importing
-            ],
+            ),
             f"{team.mlflow_url}/health",
             mlflow_env,
         ),
         "prefect": (
-            [
-                str(bin_dir / "prefect"),
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(team.prefect_port),
-            ],
+            prefect_server(team.prefect_port),
             f"{team.prefect_api_url}/health",
             prefect_env,
         ),
@@ -258,7 +245,7 @@ def commands(team: TeamSettings) -> dict[str, tuple[list[str], str | None, dict[
     for number in range(1, team.workers + 1):
         found[f"worker-{number}"] = (
             [
-                str(bin_dir / "prefect"),
+                str(BIN_DIR / "prefect"),
                 "worker",
                 "start",
                 "--pool",
@@ -406,8 +393,6 @@ def down(team: TeamSettings, *, drop: bool = False) -> None:
 
 def champion(team: TeamSettings) -> str | None:
     """The version `champion` points at, asked of the tracking server's REST API."""
-    from level2_pipelines.settings import Settings
-
     response = httpx.get(
         f"{team.mlflow_url}/api/2.0/mlflow/registered-models/alias",
         params={"name": Settings().model_name, "alias": "champion"},
