@@ -11,6 +11,9 @@ UV_PIN := $(shell grep -E '^uv==' requirements.lock)
 
 # Keep bytecode out of the source tree: everything generated lives under state/.
 export PYTHONPYCACHEPREFIX := $(CURDIR)/state/pycache
+# ...and do write it there, even where the shell says not to (PYTHONDONTWRITEBYTECODE=1): without
+# a cache every process compiles MLflow, GX, Prefect and scikit-learn from source again, ~10 s each.
+unexport PYTHONDONTWRITEBYTECODE
 # Level 2's tools keep their state under state/ too, and stay offline.
 export PREFECT_HOME := $(CURDIR)/state/level2/prefect
 # Prefect's telemetry heartbeat makes the ephemeral server log "database is locked".

@@ -1,16 +1,19 @@
-"""Fixtures for the tests that span levels: each level's model, made once per session."""
+"""Fixtures for the tests that span levels: each level's model, made once per session.
+
+Like every conftest here, it imports the levels inside the fixtures: pytest-xdist's controller
+loads the conftests before it starts its workers, and it runs no test, so what a conftest
+imports at its top (scikit-learn, MLflow, GX, Prefect: ~10 s) is a wait before every run."""
 
 from pathlib import Path
 
 import pytest
 
-from level0_notebook.run import execute
-from level1_devops.train import train
-
 
 @pytest.fixture(scope="session")
 def level0_output(tmp_path_factory) -> Path:
     """The level 0 notebook executed once, into a temporary state folder."""
+    from level0_notebook.run import execute
+
     output_dir = tmp_path_factory.mktemp("level0")
     execute(output_dir)
     return output_dir
@@ -19,6 +22,8 @@ def level0_output(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def level1_model_dir(tmp_path_factory) -> Path:
     """A level 1 model and card, trained once."""
+    from level1_devops.train import train
+
     directory = tmp_path_factory.mktemp("level1")
     train(directory, seed=42)
     return directory

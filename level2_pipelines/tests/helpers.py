@@ -1,6 +1,8 @@
 """Registry versions made without running the pipeline: for tests of loading, promotion and
 serving that need versions in a registry but not a Prefect flow run."""
 
+from pathlib import Path
+
 import mlflow
 import mlflow.sklearn
 import pandas as pd
@@ -82,3 +84,10 @@ def add_unsafe_version(settings: Settings, model: object, serialization_format: 
 def champion(settings: Settings) -> str | None:
     found = registry.version_by_alias(MlflowClient(), settings.model_name, registry.CHAMPION)
     return str(found.version) if found else None
+
+
+def write_batch(frame: pd.DataFrame, directory: Path, name: str = "batch.csv") -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    frame.to_csv(path, index=False)
+    return str(path)

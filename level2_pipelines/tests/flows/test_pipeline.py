@@ -13,7 +13,7 @@ from mlflow.exceptions import MlflowException
 from level2_pipelines import pipeline, registry
 from level2_pipelines.data import reference_and_new_rows
 from level2_pipelines.pipeline import BatchRejected, training_pipeline
-from level2_pipelines.tests.conftest import write_batch
+from level2_pipelines.tests.helpers import write_batch
 from shared.simulate import Corruption, simulate_batch
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
