@@ -223,6 +223,10 @@ template: $(STAMP) ## Copy one level out as a standalone project: LEVEL=0|1|2 DE
 test-templates: $(STAMP) ## Generate each level, build its own environment, run its make lint and test (minutes)
 	$(PY) -m pytest -m templates --durations=0 tests/test_templates.py
 
+.PHONY: test-lab
+test-lab: $(STAMP) | $(PREFECT_HOME) ## The scorecard's probes against a real level run in a lab folder (a minute)
+	$(PY) -m pytest -m lab -rP --durations=0 tests
+
 .PHONY: test-readme
 test-readme: $(STAMP) | $(PREFECT_HOME) ## Run every README's console commands in a scratch copy; check their output (minutes)
 	$(PY) -m pytest -m walkthrough -rP --durations=0 tests/test_readme_walkthrough.py

@@ -410,7 +410,7 @@ def test_tests_cell_of_level0_counts_what_pytest_finds(tmp_path):
 # ------------------------------------------------------------------------ the real levels
 
 
-@pytest.mark.slow
+@pytest.mark.lab
 def test_worse_model_cell_of_a_real_level2_without_its_gate(tmp_path):
     """With the gate's floors at zero, the real level 2 promotes a worse model (a third of its
     birds mislabelled, not enough to fail the smoke test) and the cell says so. One pipeline

@@ -15,8 +15,8 @@ from shared.contract import EXAMPLE_PAYLOAD
 from shared.loadgen import run_load
 from shared.servers import free_port, running_server
 
-LOAD_SECONDS = 6.0  # long enough for the swap (a poll and one model load) to land inside it
-PROMOTE_AFTER_S = 1.5
+LOAD_SECONDS = 4.0  # long enough for the swap (a 0.2 s poll and one model load) to land inside it
+PROMOTE_AFTER_S = 1.0
 
 
 @pytest.mark.slow

@@ -1,5 +1,9 @@
 """Whole pipeline runs under Prefect's test harness, one scenario each, each with its own
-registered model: what gets promoted, what gets stopped, and what is kept for inspection."""
+registered model: what gets promoted, what gets stopped, and what is kept for inspection.
+
+A scenario that needs a champion before its run starts from `a_champion`: the session's
+candidate registered and promoted, a registry write, where a first pipeline run would cost ~2 s
+and show nothing the good-batch scenario does not."""
 
 import threading
 from pathlib import Path
@@ -13,7 +17,7 @@ from mlflow.exceptions import MlflowException
 from level2_pipelines import pipeline, registry
 from level2_pipelines.data import reference_and_new_rows
 from level2_pipelines.pipeline import BatchRejected, training_pipeline
-from level2_pipelines.tests.helpers import write_batch
+from level2_pipelines.tests.helpers import add_version, write_batch
 from shared.simulate import Corruption, simulate_batch
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -28,8 +32,17 @@ def versions(settings):
     return MlflowClient().search_model_versions(f"name = '{settings.model_name}'")
 
 
-def test_good_batch_is_promoted_with_lineage(settings):
-    """The 2009 birds pass: a new version becomes champion, tagged with its lineage."""
+@pytest.fixture
+def a_champion(settings, candidate) -> str:
+    """A champion already in service: the candidate's model, registered and promoted."""
+    version = add_version(settings, candidate)
+    registry.promote(MlflowClient(), settings.model_name, version, registry.CHAMPION, None)
+    return version
+
+
+def test_good_batch_is_promoted_with_lineage_data_docs_and_figure(settings):
+    """The 2009 birds pass: a new version becomes champion, tagged with its lineage, and its run
+    holds the GX data docs and the confusion matrix as artifacts."""
     outcome = training_pipeline()
 
     version = MlflowClient().get_model_version(settings.model_name, outcome.version)
@@ -43,22 +56,14 @@ def test_good_batch_is_promoted_with_lineage(settings):
     assert version.tags["flow_run_id"] != "None"
     assert run.data.tags["validation"] == "passed"
     assert run.info.status == "FINISHED"
-
-
-def test_good_batch_run_keeps_data_docs_and_figure_in_mlflow(settings):
-    """The run holds the GX data docs and the confusion matrix as artifacts."""
-    outcome = training_pipeline()
-
     names = {a.path for a in MlflowClient().list_artifacts(outcome.run_id)}
     assert "data_docs" in names
     assert "confusion_matrix.png" in names
 
 
-def test_corrupted_batch_is_quarantined_and_nothing_downstream_runs(settings, tmp_path):
+def test_corrupted_batch_is_quarantined_and_nothing_downstream_runs(settings, a_champion, tmp_path):
     """A batch with text in a numeric column and a renamed column fails validation: the flow
     fails naming the checks, the file is kept in quarantine, no version is registered."""
-    training_pipeline()
-    before = champion(settings)
     bad = simulate_batch(
         300,
         seed=7,
@@ -72,15 +77,13 @@ def test_corrupted_batch_is_quarantined_and_nothing_downstream_runs(settings, tm
     quarantined = list(settings.quarantine_dir.glob("*/batch.csv"))
     assert "in_type_list on body_mass_g" in str(rejected.value)
     assert any(q.read_bytes() == (tmp_path / "batch.csv").read_bytes() for q in quarantined)
-    assert champion(settings) == before
+    assert champion(settings) == a_champion
     assert len(versions(settings)) == 1
 
 
-def test_worse_model_is_registered_but_rejected(settings, tmp_path):
+def test_worse_model_is_registered_but_rejected(settings, a_champion, tmp_path):
     """2,000 birds with shuffled species pass validation but train a worse model: it is
     registered, tagged rejected with the reasons, and the champion stays."""
-    training_pipeline()
-    before = champion(settings)
     shuffled = simulate_batch(2000, seed=8)
     shuffled["species"] = shuffled["species"].sample(frac=1, random_state=0).to_numpy()
 
@@ -90,13 +93,11 @@ def test_worse_model_is_registered_but_rejected(settings, tmp_path):
     assert outcome.promoted_to is None
     assert tags["gate"] == "rejected"
     assert "macro F1" in tags["gate_reasons"]
-    assert champion(settings) == before
+    assert champion(settings) == a_champion
 
 
-def test_crash_between_register_and_promote_leaves_the_champion(settings, monkeypatch):
+def test_crash_between_register_and_promote_leaves_the_champion(settings, a_champion, monkeypatch):
     """If the flow dies after registering, the new version exists but the champion is unchanged."""
-    training_pipeline()
-    before = champion(settings)
 
     def crash(*args, **kwargs):
         raise RuntimeError("injected crash before promotion")
@@ -106,13 +107,13 @@ def test_crash_between_register_and_promote_leaves_the_champion(settings, monkey
         training_pipeline(force=True)
 
     assert len(versions(settings)) == 2
-    assert champion(settings) == before
+    assert champion(settings) == a_champion
 
 
-def test_rollback_restores_the_previous_champion(settings):
-    """After two promotions, one rollback moves champion back to the first version."""
-    first = training_pipeline().version
-    second = training_pipeline(force=True).version
+def test_rollback_restores_the_previous_champion(settings, a_champion):
+    """After a run promotes over a champion, one rollback moves champion back to it."""
+    first = a_champion
+    second = training_pipeline().version
     assert champion(settings) == second
 
     moved_from, moved_to = registry.rollback(MlflowClient(), settings.model_name)
@@ -121,11 +122,11 @@ def test_rollback_restores_the_previous_champion(settings):
     assert champion(settings) == first
 
 
-def test_manual_approval_waits_as_challenger(settings):
+def test_manual_approval_waits_as_challenger(settings, a_champion):
     """With manual approval the candidate becomes challenger; approving makes it champion."""
-    first = training_pipeline().version
+    first = a_champion
 
-    outcome = training_pipeline(approval="manual", force=True)
+    outcome = training_pipeline(approval="manual")
 
     assert outcome.promoted_to == registry.CHALLENGER
     assert champion(settings) == first
@@ -207,10 +208,9 @@ def test_champion_that_cannot_be_loaded_does_not_block_a_good_candidate(settings
     assert champion(settings) == outcome.version
 
 
-def test_store_error_stops_the_run_and_is_named(settings, monkeypatch):
+def test_store_error_stops_the_run_and_is_named(settings, a_champion, monkeypatch):
     """A registry that cannot be read stops the run with that reason; nothing is promoted as
     if there were no champion."""
-    training_pipeline()
 
     def locked(*args, **kwargs):
         raise MlflowException("(sqlite3.OperationalError) database is locked", "INTERNAL_ERROR")
