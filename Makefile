@@ -42,6 +42,13 @@ $(STAMP): requirements.lock pyproject.toml
 	@$(PY) -m pip install --quiet --disable-pip-version-check "$(UV_PIN)"
 	@$(UV) pip install --quiet --python $(PY) -r requirements.lock
 	@$(UV) pip install --quiet --python $(PY) --no-deps --config-settings editable_mode=compat -e .
+	@# Compile the bytecode of what the levels and their tests import, once, into state/pycache
+	@# (~25 s): otherwise the first `make test` compiles MLflow, GX and Prefect again in every
+	@# process it starts at once (both test workers, the servers they start).
+	@echo ">> compiling the libraries' bytecode into state/pycache"
+	@$(PY) -c "import level1_devops.serve, level1_devops.train, level2_pipelines.pipeline, \
+	  level2_pipelines.serve, level2_pipelines.warm, prefect.testing.utilities, nbclient, \
+	  nbconvert, ipykernel, schemathesis, xdist"
 	@rm -f $(VENV)/.installed-* && touch $@
 
 # Prefect creates its home folder but not the folders above it.
