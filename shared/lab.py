@@ -183,11 +183,14 @@ class Lab:
         experiment = client.get_experiment_by_name(EXPERIMENT)
         return 0 if experiment is None else len(client.search_runs([experiment.experiment_id]))
 
-    def run_tests(self, folder: str, collect_only: bool = False):
-        """A level's own tests, as its README runs them (`--co`: only count them). They get none
-        of the lab's folders or ports, and a state folder and Prefect home of their own, so they
-        can run while the lab's levels do."""
+    def run_tests(self, folder: str, collect_only: bool = False, workers: int = 1):
+        """A level's own tests, as its README runs them (`--co`: only count them; `workers`: on
+        that many cores, as `make test` runs them). They get none of the lab's folders or ports,
+        and a state folder and Prefect home of their own, so they can run while the lab's levels
+        do."""
         args = ["pytest", folder, "-q", "-p", "no:cacheprovider", *(["--co"] * collect_only)]
+        if workers > 1 and not collect_only:
+            args += ["-n", str(workers), "--dist", "loadgroup"]
         home = self.root / "tests" / folder.replace("/", "-")
         (home / "prefect").mkdir(parents=True, exist_ok=True)
         env = {"MLOPS_STATE_DIR": str(home), "PREFECT_HOME": str(home / "prefect")}

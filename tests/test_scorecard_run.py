@@ -66,7 +66,7 @@ def test_run_fills_every_row_for_every_level(tmp_path):
     """The whole run gives every row, in the table's order, each with all three levels."""
     lab = lab_with_tests(tmp_path)
     card = quiet(lab)
-    card.load_seconds = 0.2
+    card.load_seconds, card.drift_window = 0.2, 20  # a short load, a small drifted window
 
     card.run()
 
@@ -92,7 +92,7 @@ def test_run_starts_the_levels_tests_before_level2_trains(tmp_path):
 
     lab.level2 = level2
     card = quiet(lab)
-    card.load_seconds = 0.2
+    card.load_seconds, card.drift_window = 0.2, 20  # a short load, a small drifted window
 
     card.run()
 
@@ -108,7 +108,7 @@ def test_run_new_data_cells_follow_the_services(tmp_path):
         lab = lab_with_tests(tmp_path, f"lab-{follow}")
         lab.follow = follow
         card = quiet(lab)
-        card.load_seconds = 0.2
+        card.load_seconds, card.drift_window = 0.2, 20
         card.run()
         cells[follow] = cells_of(card, NEW_DATA)
 
