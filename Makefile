@@ -231,7 +231,7 @@ test-templates: $(STAMP) ## Generate each level, build its own environment, run 
 	$(PY) -m pytest -m templates --durations=0 tests/test_templates.py
 
 .PHONY: test-lab
-test-lab: $(STAMP) | $(PREFECT_HOME) ## The scorecard's probes against a real level run in a lab folder (a minute)
+test-lab: $(STAMP) | $(PREFECT_HOME) ## The lab with the real level 2: its warm worker, the scorecard's probes (a minute)
 	$(PY) -m pytest -m lab -rP --durations=0 tests
 
 .PHONY: test-readme
