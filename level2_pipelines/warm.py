@@ -26,7 +26,8 @@ a new worker. A waiting client sees the Crashed state at once, or sees the super
 everything was stopped: a crash is reported, never a hang.
 
 Its files, in state/level2/servers/: `warm.pid` and `warm.log` (kept by local_servers),
-`warm-worker.json` (the worker's pid and what it was started with, written once it is ready)
+`warm-worker.json` (the worker's pid and what it was started with, written once the Prefect
+server lists it subscribed: its "ready")
 and `warm-run.json` (the task run the worker is in).
 """
 
@@ -36,13 +37,16 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
+import httpx
 from prefect import tags, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
@@ -213,9 +217,43 @@ def work(settings: Settings) -> None:
     from level2_pipelines.warm import warm_training as task_to_serve
 
     found = {"pid": os.getpid(), "fingerprint": fingerprint()}
-    (servers_dir(settings) / WARM_WORKER_FILE).write_text(json.dumps(found))
-    say(f"warm worker ready (pid {os.getpid()})")
-    serve(task_to_serve, limit=1)
+    # Ready once the server has it subscribed, not before: a worker whose subscription is
+    # refused would otherwise be sent runs it never takes, and their clients would wait.
+    serving = threading.Event()
+    announce = threading.Thread(
+        target=announce_when_subscribed,
+        args=(settings, str(PREFECT_API_URL.value()), task_to_serve.task_key, found, serving),
+        daemon=True,
+    )
+    announce.start()
+    try:
+        serve(task_to_serve, limit=1)
+    finally:
+        serving.set()
+
+
+def announce_when_subscribed(
+    settings: Settings,
+    api_url: str,
+    task_key: str,
+    found: dict,
+    stop: threading.Event,
+    poll_s: float = 0.2,
+) -> bool:
+    """Write `warm-worker.json` (what clients read as "ready") once the Prefect server lists
+    this process among the task workers subscribed to `task_key`; False if `stop` came first.
+    The server names a task worker "<host>-<pid>" (Prefect's TaskWorker.client_id)."""
+    me = f"{socket.gethostname()}-{os.getpid()}"
+    query = {"task_worker_filter": {"task_keys": [task_key]}}
+    while not stop.is_set():
+        with contextlib.suppress(httpx.HTTPError, ValueError, TypeError, KeyError):
+            listed = httpx.post(f"{api_url}/task_workers/filter", json=query, timeout=5).json()
+            if any(worker["identifier"] == me for worker in listed):
+                (servers_dir(settings) / WARM_WORKER_FILE).write_text(json.dumps(found))
+                say(f"warm worker ready (pid {os.getpid()})")
+                return True
+        stop.wait(poll_s)
+    return False
 
 
 def say(message: str) -> None:
