@@ -5,7 +5,6 @@ does. The levels share no folder, port or database here, so one level's commands
 another's do.
 """
 
-import contextlib
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shared.contract import FEATURES
-from shared.servers import free_port, running_server
+from shared.servers import free_port, running_server, stop_group
 
 if TYPE_CHECKING:  # MLflow, pandas and scikit-learn take ~8 s to import: only when used
     import pandas as pd
@@ -93,7 +92,7 @@ class Lab:
             try:
                 stdout, stderr = process.communicate(timeout=COMMAND_TIMEOUT_S)
             except subprocess.TimeoutExpired:
-                stop_group(process)
+                stop_group(process, signal.SIGINT)  # as Ctrl-C: pytest stops its servers
                 raise
             finally:
                 with self._lock:
@@ -109,7 +108,7 @@ class Lab:
             self._stopped = True
             running = list(self._running)
         for process in running:
-            stop_group(process)
+            stop_group(process, signal.SIGINT)
 
     # --- level 0: the notebook, by hand ---
     def train_level0(self, out: str = "level0", new_batch: Path | None = None) -> dict:
@@ -242,14 +241,7 @@ class Lab:
         try:
             yield
         finally:
-            # As `make level2-down` stops it: SIGTERM to its group, then what is left killed.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=10)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            stop_group(process)  # SIGTERM, as `make level2-down` stops it
             (servers / "warm.pid").unlink(missing_ok=True)
 
     @contextmanager
@@ -272,17 +264,6 @@ SERVICES = {  # level -> (its service's module, a path that answers once it is u
     "level 1": ("level1_devops.serve", "/health"),
     "level 2": ("level2_pipelines.serve", "/health"),
 }
-
-
-def stop_group(process: subprocess.Popen) -> None:
-    """Interrupt a command's process group, as Ctrl-C would (pytest then stops the servers its
-    tests started); SIGKILL what is left after 10 s."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGINT)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 def last_line(text: str) -> str:

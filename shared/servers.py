@@ -66,7 +66,7 @@ def server_process(
             _wait_until_answering(process, log, f"http://127.0.0.1:{port}{probe}", module)
             yield process
         finally:
-            _stop_group(process)
+            stop_group(process)
 
 
 def _wait_until_answering(process: subprocess.Popen, log: IO[str], url: str, name: str) -> None:
@@ -84,12 +84,15 @@ def _wait_until_answering(process: subprocess.Popen, log: IO[str], url: str, nam
             time.sleep(0.2)
 
 
-def _stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM the server's process group; SIGKILL whatever is still there after 10 s."""
+def stop_group(
+    process: subprocess.Popen, signum: int = signal.SIGTERM, grace_s: float = 10.0
+) -> None:
+    """Send `signum` to a process group started with `start_new_session`; SIGKILL whatever is
+    still there after `grace_s`."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, signum)
     with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
+        process.wait(timeout=grace_s)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)  # children that outlived their leader
     process.wait()

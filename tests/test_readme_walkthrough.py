@@ -54,7 +54,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.servers import free_port
+from shared.servers import free_port, stop_group
 from tests.readme_commands import (
     Command,
     checked_lines,
@@ -124,16 +124,6 @@ def short(command: Command) -> str:
     return re.sub(r"\s+#.*", "", command.text.splitlines()[0])
 
 
-def stop_group(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=15)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
 class Walkthrough:
     """One README's commands, run in order in one scratch copy."""
 
@@ -164,10 +154,10 @@ class Walkthrough:
         try:
             output, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            stop_group(process)
+            stop_group(process, grace_s=15)
             pytest.fail(f"{text!r} did not finish in {timeout:.0f} s")
         finally:
-            stop_group(process)  # anything it left in its group
+            stop_group(process, grace_s=15)  # anything it left in its group
         return process.returncode, output
 
     def run(self, command: Command) -> None:
@@ -203,7 +193,7 @@ class Walkthrough:
     def serve(self, level: int, text: str, shown: list[str], where: str) -> None:
         """Start a service in the background; return once it answers and has printed `shown`."""
         if level in self.servers:  # the README restarts it
-            stop_group(self.servers.pop(level)[0])
+            stop_group(self.servers.pop(level)[0], grace_s=15)
         log = self.logs / f"level{level}-serve-{len(self.report)}.log"
         with log.open("w") as output:
             process = subprocess.Popen(
@@ -231,7 +221,7 @@ class Walkthrough:
     def close(self) -> None:
         """Stop the services, then what `make level2-up` started; nothing is left running."""
         for process, _ in self.servers.values():
-            stop_group(process)
+            stop_group(process, grace_s=15)
         servers = self.copy / "state" / "level2" / "servers"
         if any(servers.glob("*.pid")):
             self.shell("make level2-down", timeout=120)

@@ -11,7 +11,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ import yaml
 
 from shared import template
 from shared.contract import CLASSES, EXAMPLE_PAYLOAD
-from shared.servers import free_port
+from shared.servers import free_port, stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 COPY_TIMEOUT_S = 1500
@@ -313,13 +312,7 @@ def make_serve(copy: Path, port: int):
             time.sleep(0.3)
         yield f"http://127.0.0.1:{port}"
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        stop_group(process)
         log.close()
 
 

@@ -399,7 +399,6 @@ class Scorecard:
         }
         also = also or {}
         handed_off: dict[str, float] = {}
-        level2_took: list[float] = []
 
         def level0() -> None:
             also.get("level 0", lambda: None)()
@@ -413,20 +412,20 @@ class Scorecard:
             handed_off["level 1"] = time.perf_counter()
             return card
 
-        def level2() -> Cell:
+        def level2() -> tuple[Cell, float]:
             also.get("level 2", lambda: None)()
             replaced["level 2"] = self.served_version(urls["level 2"])  # after `also`'s runs
             self.say("new data arrives: each level retrains as its README says")
             started = time.perf_counter()
             cell = self.new_data_level2(urls["level 2"], new_birds, replaced["level 2"])
-            level2_took.append(time.perf_counter() - started)
-            return cell
+            return cell, time.perf_counter() - started
 
         done = side_by_side({"level 0": level0, "level 1": level1, "level 2": level2})
+        level2_cell, level2_took = done["level 2"]
         # Levels 0 and 1 are looked at once each has had, since its hand-off, at least the time
         # level 2 took from the new batch to a served champion: the same chance to follow.
         latest = max(handed_off["level 0"], handed_off["level 1"])
-        time.sleep(max(0.0, latest + level2_took[0] - time.perf_counter()))
+        time.sleep(max(0.0, latest + level2_took - time.perf_counter()))
         now = time.perf_counter()
         self.add(
             NEW_DATA,
@@ -444,7 +443,7 @@ class Scorecard:
                     done["level 1"]["version"],
                     now - handed_off["level 1"],
                 ),
-                "level 2": done["level 2"],
+                "level 2": level2_cell,
             },
         )
         return replaced
