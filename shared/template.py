@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from filelock import FileLock
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -103,15 +104,29 @@ class TemplateError(RuntimeError):
 # --- Staging: this checkout's level, made into a copier template --------------------------------
 
 
+def kept_by_git(folder: Path) -> list[Path]:
+    """The files under folder that git would keep (committed or new, not ignored): a `.env`
+    or a database beside the code is the user's own and never reaches a copy."""
+    listed = subprocess.run(
+        ["git", "-C", str(folder), "ls-files", "--cached", "--others", "--exclude-standard", "."],
+        capture_output=True,
+        text=True,
+    )
+    if listed.returncode != 0:
+        raise TemplateError(
+            f"cannot list the files git keeps under {folder} ({listed.stderr.strip()}): "
+            "make template copies from a git clone of this repository"
+        )
+    return [folder / line for line in listed.stdout.splitlines() if (folder / line).is_file()]
+
+
 def level_files(level: Level) -> dict[str, Path]:
     """The level's files (relative path in the package -> source), including root tests."""
     source = REPO_ROOT / level.package
     files = {
         str(path.relative_to(source)): path
-        for path in sorted(source.rglob("*"))
-        if path.is_file()
-        and "__pycache__" not in path.parts
-        and str(path.relative_to(source)) not in level.stays
+        for path in sorted(kept_by_git(source))
+        if str(path.relative_to(source)) not in level.stays
     }
     files.update({there: REPO_ROOT / here for here, there in level.root_tests.items()})
     return files
@@ -219,6 +234,14 @@ def holds_python(directory: Path) -> bool:
 def stage(level: Level) -> Path:
     """Write the level as a copier template under the state folder; commit and tag a change."""
     root = state_dir() / "templates" / f"level{level.number}"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # Two `make template` at once (or two test workers) would empty each other's staging.
+    with FileLock(root.with_suffix(".lock")):
+        return stage_into(root, level)
+
+
+def stage_into(root: Path, level: Level) -> Path:
+    """`stage`, holding the staging folder's lock."""
     if root.exists():
         for child in root.iterdir():
             if child.is_dir() and child.name != ".git":
@@ -320,8 +343,10 @@ def generate(level_number: int, dest: Path, name: str | None = None) -> Path:
     dest = dest.expanduser().resolve()
     if dest == REPO_ROOT or REPO_ROOT in dest.parents:
         raise TemplateError(f"DEST {dest} is inside this repository; pick a folder outside it")
-    source = stage(level)
     answers = dest / ".copier-answers.yml"
+    if not answers.is_file() and dest.exists() and any(dest.iterdir()):
+        raise TemplateError(f"DEST {dest} exists and is not empty; pick a new folder")
+    source = stage(level)
     if answers.is_file():
         # A project this made: bring it up to date with the level, keeping its own edits.
         copier.run_update(
@@ -329,8 +354,6 @@ def generate(level_number: int, dest: Path, name: str | None = None) -> Path:
         )
         verb = "updated"
     else:
-        if dest.exists() and any(dest.iterdir()):
-            raise TemplateError(f"DEST {dest} exists and is not empty; pick a new folder")
         copier.run_copy(str(source), dest, data={"package_name": name}, defaults=True, quiet=True)
         verb = "wrote"
     tidy(dest)
