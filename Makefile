@@ -65,7 +65,7 @@ lock: $(STAMP) ## Re-resolve pyproject.toml into requirements.lock (name==versio
 
 .PHONY: demo
 demo: $(STAMP) | $(PREFECT_HOME) ## Run every level side by side and show what each one gives (NEW_DATA=1: and a retraining, a rollback)
-	$(PY) -m shared.demo $(if $(NEW_DATA),--new-data)
+	$(PY) -m workshop.demo $(if $(NEW_DATA),--new-data)
 
 .PHONY: test
 test: $(STAMP) | $(PREFECT_HOME) ## Run the core suite on both cores (the command CI runs first)
@@ -207,24 +207,24 @@ level2-test: $(STAMP) | $(PREFECT_HOME) ## Level 2: the level's own tests (unit,
 
 .PHONY: scorecard
 scorecard: $(STAMP) | $(PREFECT_HOME) ## Probe every level the same way; print and write the scorecard (a few minutes)
-	$(PY) -m shared.scorecard
+	$(PY) -m workshop.scorecard
 
 .PHONY: drill-bad-data drill-regression drill-bad-request drill-rollback drill-drift
 drill-bad-data: $(STAMP) | $(PREFECT_HOME) ## Drill: a corrupted batch arrives at every level
-	$(PY) -m shared.drills bad-data
+	$(PY) -m workshop.drills bad-data
 drill-regression: $(STAMP) | $(PREFECT_HOME) ## Drill: a worse model is trained at every level
-	$(PY) -m shared.drills regression
+	$(PY) -m workshop.drills regression
 drill-bad-request: $(STAMP) | $(PREFECT_HOME) ## Drill: malformed requests hit every service
-	$(PY) -m shared.drills bad-request
+	$(PY) -m workshop.drills bad-request
 drill-rollback: $(STAMP) | $(PREFECT_HOME) ## Drill: the latest model must be withdrawn
-	$(PY) -m shared.drills rollback
+	$(PY) -m workshop.drills rollback
 drill-drift: $(STAMP) | $(PREFECT_HOME) ## Drill: the birds change; which level notices, and which learns the new world
-	$(PY) -m shared.drills drift
+	$(PY) -m workshop.drills drift
 
 .PHONY: template
 template: $(STAMP) ## Copy one level out as a standalone project: LEVEL=0|1|2 DEST=folder [NAME=package]
 	@test -n "$(LEVEL)" -a -n "$(DEST)" || { echo "usage: make template LEVEL=0|1|2 DEST=folder [NAME=package]"; exit 2; }
-	$(PY) -m shared.template --level $(LEVEL) --dest $(DEST) $(if $(NAME),--name $(NAME))
+	$(PY) -m tools.template --level $(LEVEL) --dest $(DEST) $(if $(NAME),--name $(NAME))
 
 .PHONY: test-templates
 test-templates: $(STAMP) ## Generate each level, build its own environment, run its make lint and test (minutes)
@@ -249,19 +249,19 @@ bench: $(STAMP) | $(PREFECT_HOME) ## Serving speed: level 1 vs mlflow models ser
 
 .PHONY: bench-capacity
 bench-capacity: $(STAMP) | $(PREFECT_HOME) ## Level 2 with 1 and 2 uvicorn workers vs mlflow models serve: req/s, p50/p99 at c=1-64, memory, start, hot swap (~5 min)
-	$(PY) -m shared.bench_capacity
+	$(PY) -m bench.capacity
 
 .PHONY: bench-workshop
 bench-workshop: $(STAMP) ## Time the workshop path (demo, test, scorecard, level 2 runs) against its targets (tens of minutes)
-	$(PY) -m shared.bench_workshop $(if $(ROWS),--rows $(ROWS))
+	$(PY) -m bench.workshop $(if $(ROWS),--rows $(ROWS))
 
 .PHONY: bench-drift
 bench-drift: $(STAMP) ## Time the drift loop with level 2's servers up: drifted traffic -> detected -> retrained -> served (~4 min)
-	$(PY) -m shared.bench_drift
+	$(PY) -m bench.drift
 
 .PHONY: bench-simulator
 bench-simulator: $(STAMP) ## Benchmark the batch simulator (rows per second, 1,000,000 rows)
-	$(PY) -m shared.bench_simulator
+	$(PY) -m bench.simulator
 
 .PHONY: clean
 clean: ## Remove everything generated (state/ and .venv/): the tree as cloned

@@ -20,9 +20,9 @@ import uvicorn
 from fastapi import FastAPI, Header, HTTPException
 from fastapi.responses import PlainTextResponse
 
-from shared.lab import Lab
-from shared.scorecard import Cell, Scorecard
 from shared.servers import free_port
+from workshop.lab import Lab
+from workshop.scorecard import Cell, Scorecard
 
 CLASSES = ("Adelie", "Chinstrap", "Gentoo")
 

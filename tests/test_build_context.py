@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from docker.utils.build import exclude_paths
 
-from shared import template
+from tools import template
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,7 +108,7 @@ def test_copy_context_keeps_secrets_out(tmp_path, level):
     """A copy made by `make template` has an ignore file that keeps the same secrets out."""
     args = ["--level", str(level), "--dest", str(tmp_path / "copy"), "--name", "starter"]
     done = subprocess.run(
-        [sys.executable, "-m", "shared.template", *args],
+        [sys.executable, "-m", "tools.template", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

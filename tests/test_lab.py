@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from shared.lab import Lab
+from workshop.lab import Lab
 
 READY_WITHIN_S = 120  # the worker imports GX, MLflow and scikit-learn on a busy 2-core machine
 

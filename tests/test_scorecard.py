@@ -15,16 +15,6 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict
 
-from shared.lab import Lab, held_out_rows
-from shared.scorecard import (
-    Cell,
-    Scorecard,
-    html_report,
-    markdown,
-    probe_bad_requests,
-    probe_endpoints,
-    probe_knowledge,
-)
 from tests.scorecard_fakes import (
     FakeLab,
     cells_of,
@@ -32,6 +22,16 @@ from tests.scorecard_fakes import (
     fake_services,
     quiet,
     trained_lab,
+)
+from workshop.lab import Lab, held_out_rows
+from workshop.scorecard import (
+    Cell,
+    Scorecard,
+    html_report,
+    markdown,
+    probe_bad_requests,
+    probe_endpoints,
+    probe_knowledge,
 )
 
 
@@ -73,7 +73,7 @@ def poster(app: FastAPI):
 def few_birds(monkeypatch):
     """Five held-out birds instead of 69: the probes read them the same, in a fifth of the time."""
     few = held_out_rows().head(5)
-    monkeypatch.setattr("shared.scorecard.run.held_out_rows", lambda: few)
+    monkeypatch.setattr("workshop.scorecard.run.held_out_rows", lambda: few)
 
 
 def test_bad_request_cell_follows_the_service():
@@ -431,7 +431,7 @@ def test_worse_model_cell_of_a_real_level2_without_its_gate(tmp_path):
 
 def test_tests_cell_names_the_first_test_that_failed():
     """A red suite says which test failed first, from pytest's own short summary."""
-    from shared.scorecard.probes import tests_cell
+    from workshop.scorecard.probes import tests_cell
 
     output = (
         "..F.\nFAILED level2_pipelines/tests/flows/test_warm.py::test_x - AssertionError\n"

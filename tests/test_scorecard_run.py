@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from shared.demo import Narrator, run_demo
-from shared.lab import held_out_rows
-from shared.scorecard.cells import LEVELS, NEW_DATA, ROW_ORDER
-from shared.scorecard.run import side_by_side
 from tests.scorecard_fakes import FakeLab, cells_of, quiet
+from workshop.demo import Narrator, run_demo
+from workshop.lab import held_out_rows
+from workshop.scorecard.cells import LEVELS, NEW_DATA, ROW_ORDER
+from workshop.scorecard.run import side_by_side
 
 PYTEST_SAYS = {
     "level0_notebook": "no tests ran in 0.01s\n",
@@ -25,7 +25,7 @@ PYTEST_SAYS = {
 def few_birds(monkeypatch):
     """Five held-out birds instead of 69: the probes read them the same, in a fifth of the time."""
     few = held_out_rows().head(5)
-    monkeypatch.setattr("shared.scorecard.run.held_out_rows", lambda: few)
+    monkeypatch.setattr("workshop.scorecard.run.held_out_rows", lambda: few)
 
 
 def test_side_by_side_runs_the_levels_at_once():
@@ -131,7 +131,7 @@ def test_demo_ends_with_a_table_of_what_it_ran(tmp_path, capsys, monkeypatch, wi
     """The demo trains each level once (and again on the new data only, if asked), numbers its
     steps, and its table holds the rows its own probes filled."""
     lab = FakeLab(tmp_path / "lab")
-    monkeypatch.setattr("shared.demo.LOAD_SECONDS", 0.2)
+    monkeypatch.setattr("workshop.demo.LOAD_SECONDS", 0.2)
     steps = 6 if with_new_data else 5
 
     text = run_demo(Narrator(steps=steps), lab, with_new_data)

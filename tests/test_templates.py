@@ -20,9 +20,9 @@ import httpx
 import pytest
 import yaml
 
-from shared import template
 from shared.contract import CLASSES, EXAMPLE_PAYLOAD
 from shared.servers import free_port, stop_group
+from tools import template
 
 ROOT = Path(__file__).resolve().parents[1]
 COPY_TIMEOUT_S = 1500
@@ -32,7 +32,7 @@ def generate(level: int, dest: Path, name: str | None = None) -> Path:
     """Generate through the entry point people use."""
     args = ["--level", str(level), "--dest", str(dest), *(["--name", name] if name else [])]
     done = subprocess.run(
-        [sys.executable, "-m", "shared.template", *args],
+        [sys.executable, "-m", "tools.template", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -175,7 +175,7 @@ def test_a_copys_make_targets_are_ours_under_plain_names(quick_copy):
 def test_a_name_must_be_a_package_name(tmp_path):
     args = ["--level", "1", "--dest", str(tmp_path / "x"), "--name", "My-Service"]
     done = subprocess.run(
-        [sys.executable, "-m", "shared.template", *args],
+        [sys.executable, "-m", "tools.template", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

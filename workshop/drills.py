@@ -1,7 +1,7 @@
 """Failure drills: one scenario, run against all three levels, narrated step by step, ending
 with a one-line verdict per level.
 
-    python -m shared.drills bad-data | regression | bad-request | rollback | drift
+    python -m workshop.drills bad-data | regression | bad-request | rollback | drift
     (make drill-bad-data, make drill-regression, make drill-bad-request, make drill-rollback,
     make drill-drift)
 
@@ -14,9 +14,9 @@ import subprocess
 import sys
 
 from shared.contract import INVALID_EXAMPLES
-from shared.lab import Lab
 from shared.paths import state_dir
-from shared.scorecard import (
+from workshop.lab import Lab
+from workshop.scorecard import (
     BAD_REQUESTS,
     DRIFT,
     LEVELS,

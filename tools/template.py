@@ -1,7 +1,7 @@
 """Take one level away as the starter of your own project.
 
     make template LEVEL=1 DEST=~/penguins-service [NAME=penguins_service]
-    python -m shared.template --level 1 --dest ~/penguins-service [--name penguins_service]
+    python -m tools.template --level 1 --dest ~/penguins-service [--name penguins_service]
 
 The copy is a standalone project: the level's code and tests as a package named NAME (default:
 the level's own name), the parts of `shared/` it imports vendored into that package, its own

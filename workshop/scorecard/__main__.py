@@ -1,4 +1,4 @@
-"""`make scorecard`: python -m shared.scorecard [--quick]"""
+"""`make scorecard`: python -m workshop.scorecard [--quick]"""
 
 import argparse
 import subprocess
@@ -6,11 +6,11 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from shared.lab import Lab
 from shared.paths import state_dir
-from shared.scorecard.cells import failed_step
-from shared.scorecard.render import write_reports
-from shared.scorecard.run import Scorecard
+from workshop.lab import Lab
+from workshop.scorecard.cells import failed_step
+from workshop.scorecard.render import write_reports
+from workshop.scorecard.run import Scorecard
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ The baseline, timed in the same run, is the naive way to get more rows: resampli
 ones with replacement (which cannot drift or corrupt, and repeats the same 344 birds).
 Medians over several repeats, because this machine is shared and noisy.
 
-    python -m shared.bench_simulator [--rows 1000000] [--repeats 5]
+    python -m bench.simulator [--rows 1000000] [--repeats 5]
 """
 
 import argparse

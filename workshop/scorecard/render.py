@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.scorecard.cells import LEVELS, Cell, Row
+from workshop.scorecard.cells import LEVELS, Cell, Row
 
 
 def markdown(rows: list[Row], when: str) -> str:

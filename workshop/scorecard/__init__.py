@@ -1,6 +1,6 @@
 """`make scorecard`: the same probes against every level, and what each one measured.
 
-    python -m shared.scorecard [--quick]
+    python -m workshop.scorecard [--quick]
 
 Each level is trained and served as its own README says, in a lab folder of its own
 (state/scorecard/lab/), then probed: same model, reproducibility, bad requests, endpoints, what
@@ -17,15 +17,15 @@ under state/scorecard/.
     __main__.py  the command line
 """
 
-from shared.scorecard.cells import BAD_REQUESTS, DRIFT, LEVELS, Cell, Row, failed_step
-from shared.scorecard.probes import (
+from workshop.scorecard.cells import BAD_REQUESTS, DRIFT, LEVELS, Cell, Row, failed_step
+from workshop.scorecard.probes import (
     probe_bad_requests,
     probe_endpoints,
     probe_knowledge,
     service_probes,
 )
-from shared.scorecard.render import html_report, markdown
-from shared.scorecard.run import Scorecard
+from workshop.scorecard.render import html_report, markdown
+from workshop.scorecard.run import Scorecard
 
 __all__ = [
     "BAD_REQUESTS",

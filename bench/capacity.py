@@ -1,7 +1,7 @@
 """Capacity of the level 2 service on this 2-core machine, with its prediction log on: one and
 two uvicorn workers, against `mlflow models serve` on the same registered champion.
 
-    python -m shared.bench_capacity [--seconds 5] [--rounds 3] [--reuse-model]
+    python -m bench.capacity [--seconds 5] [--rounds 3] [--reuse-model]
     (make bench-capacity)
 
 One pipeline run trains and promotes a champion into a fresh state folder; the 2-worker service

@@ -1,7 +1,7 @@
 """`make demo`: run each level end to end, show them answering the same requests, and end with
 the scorecard of what just ran.
 
-    python -m shared.demo [--new-data]
+    python -m workshop.demo [--new-data]
 
 `--new-data` adds a step (about a minute more): new birds arrive, each level retrains as its
 README says, and the new model is then withdrawn; the table gains those two rows.
@@ -29,11 +29,11 @@ from pathlib import Path
 import httpx
 
 from shared.contract import EXAMPLE_PAYLOAD, INVALID_EXAMPLES
-from shared.lab import Lab
 from shared.paths import state_dir
-from shared.scorecard.cells import LEVELS, NEW_DATA, ROLLBACK, failed_step
-from shared.scorecard.render import write_reports
-from shared.scorecard.run import Scorecard
+from workshop.lab import Lab
+from workshop.scorecard.cells import LEVELS, NEW_DATA, ROLLBACK, failed_step
+from workshop.scorecard.render import write_reports
+from workshop.scorecard.run import Scorecard
 
 LOAD_SECONDS = 1.0  # per service: enough for a figure to compare, short enough for a demo
 SKIPPED_ROWS = (

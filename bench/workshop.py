@@ -3,7 +3,7 @@
 Each row is what a workshop leader or attendee waits for, timed on a fresh clone of this
 checkout's HEAD in a temporary folder (so nothing here is touched), against its target:
 
-    python -m shared.bench_workshop [--rows demo-fresh,test,...] [--repeat 3]
+    python -m bench.workshop [--rows demo-fresh,test,...] [--repeat 3]
 
 Cheap rows are repeated and their median reported; whole-demo rows run once. The table is
 printed and written to state/bench/workshop.md. Every server it starts listens on loopback,

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from shared.lab import Lab, held_out_rows
-from shared.scorecard import probes
-from shared.scorecard.cells import (
+from workshop.lab import Lab, held_out_rows
+from workshop.scorecard import probes
+from workshop.scorecard.cells import (
     BAD_REQUESTS,
     CORRUPTED,
     DRIFT,
@@ -52,7 +52,7 @@ from shared.scorecard.cells import (
     serving_row,
     shown,
 )
-from shared.scorecard.probes import Level2Run
+from workshop.scorecard.probes import Level2Run
 
 if TYPE_CHECKING:
     import pandas as pd

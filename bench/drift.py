@@ -1,6 +1,6 @@
 """The drift loop, timed end to end with the workshop's servers: `make bench-drift` (~3 min).
 
-    python -m shared.bench_drift [--every 10]
+    python -m bench.drift [--every 10]
 
 On a fresh clone of this checkout's HEAD (as `make bench-workshop` makes one): `make level2`
 trains a champion, `make level2-up` starts the Prefect server, the MLflow UI, the warm worker and
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from shared.bench_workshop import Clone, served_version
+from bench.workshop import Clone, served_version
 from shared.data import load_penguins
 from shared.simulate import Drift, simulate_batch
 

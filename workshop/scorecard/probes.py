@@ -21,7 +21,7 @@ import numpy as np
 
 from shared.contract import EXAMPLE_PAYLOAD, INVALID_EXAMPLES
 from shared.loadgen import run_load
-from shared.scorecard.cells import LEVELS, Cell, last_words, not_measured, shown
+from workshop.scorecard.cells import LEVELS, Cell, last_words, not_measured, shown
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,6 +1,6 @@
 """Where a level 2 pipeline run spends its MLflow time: each MLflow call the run makes, timed.
 
-    python -m shared.bench_mlflow_run [--runs N] [--state DIR]
+    python -m bench.mlflow_run [--runs N] [--state DIR]
 
 Runs the training flow N times (forced, default 2) in this process under Prefect's test
 harness, against the level 2 store in DIR (default: a new temporary folder), and prints seconds
