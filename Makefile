@@ -1,19 +1,17 @@
 # The project's user interface. Every target is a thin wrapper over a Python entry point, so
-# the same thing runs without make: the README lists each command.
+# the same thing runs without make: the README lists each command. `make help` lists them by
+# section, in this file's order.
 .DEFAULT_GOAL := help
-SHELL := /bin/bash
+HELP_SECTIONS := Set-up|Level 0|Level 1|Level 2|Workshop|Team|Development
+# Set-up compiles the bytecode of what the levels and their tests import once (~25 s), so the
+# first `make test` does not compile MLflow, GX and Prefect in both of its workers at once.
+WARM_IMPORTS := level1_devops.serve, level1_devops.train, level2_pipelines.pipeline, \
+  level2_pipelines.serve, level2_pipelines.warm, prefect.testing.utilities, nbclient, \
+  nbconvert, ipykernel, schemathesis, xdist
+# The environment, `help`, `setup`, `lock`, `lint` and `format`: written once for this repository
+# and for every project `make template` writes.
+include templates/common/setup.mk
 
-VENV   := .venv
-PY     := $(VENV)/bin/python
-UV     := $(VENV)/bin/uv
-STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
-UV_PIN := $(shell grep -E '^uv==' requirements.lock)
-
-# Keep bytecode out of the source tree: everything generated lives under state/.
-export PYTHONPYCACHEPREFIX := $(CURDIR)/state/pycache
-# ...and do write it there, even where the shell says not to (PYTHONDONTWRITEBYTECODE=1): without
-# a cache every process compiles MLflow, GX, Prefect and scikit-learn from source again, ~10 s each.
-unexport PYTHONDONTWRITEBYTECODE
 # Level 2's tools keep their state under state/ too, and stay offline.
 export PREFECT_HOME := $(CURDIR)/state/level2/prefect
 # Prefect's telemetry heartbeat makes the ephemeral server log "database is locked".
@@ -23,63 +21,25 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_TELEMETRY := false
 export DO_NOT_TRACK := 1
-# Hypothesis keeps its example cache under state/ as well.
-export HYPOTHESIS_STORAGE_DIRECTORY := $(CURDIR)/state/hypothesis
-
-.PHONY: help
-help: ## List the targets, one line each
-	@if [ -t 1 ] && [ -z "$$NO_COLOR" ]; then on='\033[36m'; off='\033[0m'; fi; \
-	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "; printf "Usage: make <target>\n\n"} \
-	  /^[a-zA-Z0-9_-]+:.*## / {printf "  %s%-16s%s %s\n", on, $$1, off, $$2}' $(MAKEFILE_LIST)
-
-$(STAMP): requirements.lock pyproject.toml
-	@echo ">> setting up $(VENV) from requirements.lock"
-	@python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
-	  echo "setup: needs python3 3.11 or newer with venv and ensurepip; python3 here is $$(python3 --version 2>&1)" \
-	  "(on Debian/Ubuntu: apt install python3-venv)" >&2; exit 1; }
-	@# A .venv left half-made by an interrupted set-up has no working pip: start it again.
-	@$(PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && python3 -m venv $(VENV); }
-	@$(PY) -m pip install --quiet --disable-pip-version-check "$(UV_PIN)"
-	@$(UV) pip install --quiet --python $(PY) -r requirements.lock
-	@$(UV) pip install --quiet --python $(PY) --no-deps --config-settings editable_mode=compat -e .
-	@# Compile the bytecode of what the levels and their tests import, once, into state/pycache
-	@# (~25 s): otherwise the first `make test` compiles MLflow, GX and Prefect again in every
-	@# process it starts at once (both test workers, the servers they start).
-	@echo ">> compiling the libraries' bytecode into state/pycache"
-	@$(PY) -c "import level1_devops.serve, level1_devops.train, level2_pipelines.pipeline, \
-	  level2_pipelines.serve, level2_pipelines.warm, prefect.testing.utilities, nbclient, \
-	  nbconvert, ipykernel, schemathesis, xdist"
-	@rm -f $(VENV)/.installed-* && touch $@
 
 # Prefect creates its home folder but not the folders above it.
 $(PREFECT_HOME):
 	@mkdir -p $@
 
-.PHONY: setup
-setup: $(STAMP) ## Create the environment (.venv) from the lock; other targets do it when needed
+# Images are tagged with the project's version, which the manifests in each level's infra/ name.
+IMAGE_TAG := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
 
-.PHONY: lock
-lock: $(STAMP) ## Re-resolve pyproject.toml into requirements.lock (name==version lines)
-	$(UV) pip compile pyproject.toml --all-extras --python-version 3.11 --no-header \
-	  --quiet -o requirements.lock
+##@ Set-up
 
-.PHONY: demo
-demo: $(STAMP) | $(PREFECT_HOME) ## Run every level side by side and show what each one gives (NEW_DATA=1: and a retraining, a rollback)
-	$(PY) -m workshop.demo $(if $(NEW_DATA),--new-data)
+.PHONY: clean
+clean: ## Remove everything generated (state/ and .venv/): the tree as cloned
+	@# What level2-up and team-up started would run on without its folder: stopped first. Team
+	@# mode's databases live in PostgreSQL, not in state/: dropped if this checkout made them.
+	-@[ -x $(PY) ] && $(PY) -m level2_pipelines.local_servers down >/dev/null 2>&1 || true
+	-@[ -x $(PY) ] && [ -d state/team ] && $(PY) -m level2_pipelines.team down --drop-databases || true
+	rm -rf state $(VENV) *.egg-info .hypothesis
 
-.PHONY: test
-test: $(STAMP) | $(PREFECT_HOME) ## Run the core suite on both cores (the command CI runs first)
-	$(PY) -m pytest -n 2 --dist loadgroup
-
-.PHONY: lint
-lint: $(STAMP) ## Check lint and formatting with ruff
-	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
-
-.PHONY: format
-format: $(STAMP) ## Fix what ruff can fix and format the code
-	$(PY) -m ruff check --fix .
-	$(PY) -m ruff format .
+##@ Level 0
 
 .PHONY: level0
 level0: $(STAMP) ## Level 0: execute the notebook headless; keep the executed copy, HTML and model
@@ -88,6 +48,8 @@ level0: $(STAMP) ## Level 0: execute the notebook headless; keep the executed co
 .PHONY: level0-serve
 level0-serve: $(STAMP) ## Level 0: serve the hand-copied pickle at 127.0.0.1:8000
 	$(PY) -m level0_notebook.serve
+
+##@ Level 1
 
 .PHONY: level1
 level1: level1-lint level1-test level1-train level1-handoff ## Level 1: lint, test, train + card, then hand the model off
@@ -117,20 +79,11 @@ level1-undo: $(STAMP) ## Level 1: put the previously handed-off model back (swap
 level1-serve: $(STAMP) ## Level 1: serve the handed-off model at 127.0.0.1:8001
 	$(PY) -m level1_devops.serve
 
-# Images are tagged with the project's version, which the manifests in each level's infra/ name.
-IMAGE_TAG := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
-
 .PHONY: level1-image
 level1-image: ## Level 1: build the container image (needs a Docker engine)
 	docker build -f level1_devops/Dockerfile -t penguins-level1:$(IMAGE_TAG) .
 
-.PHONY: level2-image
-level2-image: ## Level 2: build the image of the service and the worker (needs a Docker engine)
-	docker build -f level2_pipelines/Dockerfile -t penguins-level2:$(IMAGE_TAG) .
-
-.PHONY: k8s-validate
-k8s-validate: $(STAMP) ## Check every level's Kubernetes manifests offline (schemas of 1.30 and 1.37, strict)
-	$(PY) -m shared.k8s_validate
+##@ Level 2
 
 .PHONY: level2
 level2: $(STAMP) | $(PREFECT_HOME) ## Level 2: run the pipeline once (BATCH=file.csv or SIMULATE=rows; default: the 2009 birds; FORCE=1 retrains on seen data)
@@ -140,6 +93,10 @@ level2: $(STAMP) | $(PREFECT_HOME) ## Level 2: run the pipeline once (BATCH=file
 level2-serve: $(STAMP) | $(PREFECT_HOME) ## Level 2: serve the registry's champion at 127.0.0.1:8002, following promotions
 	$(PY) -m level2_pipelines.serve
 
+.PHONY: level2-registry
+level2-registry: $(STAMP) | $(PREFECT_HOME) ## Level 2: list registry versions, aliases and gate outcomes
+	$(PY) -m level2_pipelines.registry show
+
 .PHONY: level2-rollback
 level2-rollback: $(STAMP) | $(PREFECT_HOME) ## Level 2: move `champion` back to the previous version; the service follows
 	$(PY) -m level2_pipelines.registry rollback
@@ -148,45 +105,21 @@ level2-rollback: $(STAMP) | $(PREFECT_HOME) ## Level 2: move `champion` back to 
 level2-approve: $(STAMP) | $(PREFECT_HOME) ## Level 2: promote the waiting `challenger` (after a manual-approval run)
 	$(PY) -m level2_pipelines.registry approve
 
-.PHONY: level2-registry
-level2-registry: $(STAMP) | $(PREFECT_HOME) ## Level 2: list registry versions, aliases and gate outcomes
-	$(PY) -m level2_pipelines.registry show
-
 .PHONY: level2-monitor
 level2-monitor: $(STAMP) | $(PREFECT_HOME) ## Level 2: compare the last 200 served answers with the reference; on drift, ask for a retraining
 	$(PY) -m level2_pipelines.monitor
-
-.PHONY: level2-bench
-level2-bench: $(STAMP) | $(PREFECT_HOME) ## Level 2: serving speed with the prediction log on and off, c=1/8/32
-	$(PY) -m level2_pipelines.bench
 
 .PHONY: level2-up
 level2-up: $(STAMP) | $(PREFECT_HOME) ## Level 2: start the Prefect server+UI (:4200), MLflow UI (:5000), the warm worker and the deployments
 	$(PY) -m level2_pipelines.local_servers up
 
-.PHONY: level2-down
-level2-down: $(STAMP) ## Level 2: stop what level2-up started
-	$(PY) -m level2_pipelines.local_servers down
-
 .PHONY: level2-status
 level2-status: $(STAMP) ## Level 2: show what level2-up started and whether the warm worker is ready
 	$(PY) -m level2_pipelines.local_servers status
 
-.PHONY: team-up
-team-up: $(STAMP) | $(PREFECT_HOME) ## Team mode: MLflow and Prefect servers on PostgreSQL, 2 workers, the service, Prometheus
-	$(PY) -m level2_pipelines.team up
-
-.PHONY: team-run
-team-run: $(STAMP) | $(PREFECT_HOME) ## Team mode: start a pipeline run on the pool, wait for a worker to finish it and the service to serve it
-	$(PY) -m level2_pipelines.team run
-
-.PHONY: team-status
-team-status: $(STAMP) ## Team mode: what runs, the pool's workers, the champion and what the service serves
-	$(PY) -m level2_pipelines.team status
-
-.PHONY: team-down
-team-down: $(STAMP) ## Team mode: stop everything team-up started (DROP=1: and drop its databases)
-	$(PY) -m level2_pipelines.team down $(if $(DROP),--drop-databases)
+.PHONY: level2-down
+level2-down: $(STAMP) ## Level 2: stop what level2-up started
+	$(PY) -m level2_pipelines.local_servers down
 
 .PHONY: level2-deploy
 level2-deploy: $(STAMP) | $(PREFECT_HOME) ## Level 2: serve the deployments in the foreground (cron + new-data trigger)
@@ -204,6 +137,20 @@ level2-lint: $(STAMP) ## Level 2: ruff over the level's code
 .PHONY: level2-test
 level2-test: $(STAMP) | $(PREFECT_HOME) ## Level 2: the level's own tests (unit, pipeline scenarios, hot swap)
 	$(PY) -m pytest level2_pipelines/tests
+
+.PHONY: level2-bench
+level2-bench: $(STAMP) | $(PREFECT_HOME) ## Level 2: serving speed with the prediction log on and off, c=1/8/32
+	$(PY) -m level2_pipelines.bench
+
+.PHONY: level2-image
+level2-image: ## Level 2: build the image of the service and the worker (needs a Docker engine)
+	docker build -f level2_pipelines/Dockerfile -t penguins-level2:$(IMAGE_TAG) .
+
+##@ Workshop
+
+.PHONY: demo
+demo: $(STAMP) | $(PREFECT_HOME) ## Run every level side by side and show what each one gives (NEW_DATA=1: and a retraining, a rollback)
+	$(PY) -m workshop.demo $(if $(NEW_DATA),--new-data)
 
 .PHONY: scorecard
 scorecard: $(STAMP) | $(PREFECT_HOME) ## Probe every level the same way; print and write the scorecard (a few minutes)
@@ -226,6 +173,34 @@ template: $(STAMP) ## Copy one level out as a standalone project: LEVEL=0|1|2 DE
 	@test -n "$(LEVEL)" -a -n "$(DEST)" || { echo "usage: make template LEVEL=0|1|2 DEST=folder [NAME=package]"; exit 2; }
 	$(PY) -m tools.template --level $(LEVEL) --dest $(DEST) $(if $(NAME),--name $(NAME))
 
+##@ Team
+
+.PHONY: team-up
+team-up: $(STAMP) | $(PREFECT_HOME) ## Team mode: MLflow and Prefect servers on PostgreSQL, 2 workers, the service, Prometheus
+	$(PY) -m level2_pipelines.team up
+
+.PHONY: team-run
+team-run: $(STAMP) | $(PREFECT_HOME) ## Team mode: start a pipeline run on the pool, wait for a worker to finish it and the service to serve it
+	$(PY) -m level2_pipelines.team run
+
+.PHONY: team-status
+team-status: $(STAMP) ## Team mode: what runs, the pool's workers, the champion and what the service serves
+	$(PY) -m level2_pipelines.team status
+
+.PHONY: team-down
+team-down: $(STAMP) ## Team mode: stop everything team-up started (DROP=1: and drop its databases)
+	$(PY) -m level2_pipelines.team down $(if $(DROP),--drop-databases)
+
+.PHONY: test-team
+test-team: $(STAMP) | $(PREFECT_HOME) ## Team mode against real PostgreSQL, MLflow and Prefect servers, workers, Prometheus (minutes)
+	$(PY) -m pytest -m team -rsP --durations=0 level2_pipelines/tests/team
+
+##@ Development
+
+.PHONY: test
+test: $(STAMP) | $(PREFECT_HOME) ## Run the core suite on both cores (the command CI runs first)
+	$(PY) -m pytest -n 2 --dist loadgroup
+
 .PHONY: test-templates
 test-templates: $(STAMP) ## Generate each level, build its own environment, run its make lint and test (minutes)
 	$(PY) -m pytest -m templates --durations=0 tests/test_templates.py
@@ -238,9 +213,9 @@ test-lab: $(STAMP) | $(PREFECT_HOME) ## The lab with the real level 2: its warm 
 test-readme: $(STAMP) | $(PREFECT_HOME) ## Run every README's console commands in a scratch copy; check their output (minutes)
 	$(PY) -m pytest -m walkthrough -rP --durations=0 tests/test_readme_walkthrough.py
 
-.PHONY: test-team
-test-team: $(STAMP) | $(PREFECT_HOME) ## Team mode against real PostgreSQL, MLflow and Prefect servers, workers, Prometheus (minutes)
-	$(PY) -m pytest -m team -rsP --durations=0 level2_pipelines/tests/team
+.PHONY: k8s-validate
+k8s-validate: $(STAMP) ## Check every level's Kubernetes manifests offline (schemas of 1.30 and 1.37, strict)
+	$(PY) -m shared.k8s_validate
 
 .PHONY: bench
 bench: $(STAMP) | $(PREFECT_HOME) ## Serving speed: level 1 vs mlflow models serve vs in-process; level 2 with its prediction log on and off
@@ -262,11 +237,3 @@ bench-drift: $(STAMP) ## Time the drift loop with level 2's servers up: drifted 
 .PHONY: bench-simulator
 bench-simulator: $(STAMP) ## Benchmark the batch simulator (rows per second, 1,000,000 rows)
 	$(PY) -m bench.simulator
-
-.PHONY: clean
-clean: ## Remove everything generated (state/ and .venv/): the tree as cloned
-	@# What level2-up and team-up started would run on without its folder: stopped first. Team
-	@# mode's databases live in PostgreSQL, not in state/: dropped if this checkout made them.
-	-@[ -x $(PY) ] && $(PY) -m level2_pipelines.local_servers down >/dev/null 2>&1 || true
-	-@[ -x $(PY) ] && [ -d state/team ] && $(PY) -m level2_pipelines.team down --drop-databases || true
-	rm -rf state $(VENV) *.egg-info .hypothesis

@@ -22,6 +22,7 @@ import yaml
 
 from shared.contract import CLASSES, EXAMPLE_PAYLOAD
 from shared.servers import free_port, stop_group
+from tests.makefiles import makefile_text
 from tools import template
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +73,7 @@ def outside_env() -> dict[str, str]:
     """The environment of someone who never cloned this repository: no PYTHONPATH, none of the
     variables our Makefile exports or our levels read; the rest (HOME and its download caches,
     the machine's certificates and proxies) as it is."""
-    ours = set(re.findall(r"^export (\w+)", (ROOT / "Makefile").read_text(), re.M))
+    ours = set(re.findall(r"^export (\w+)", makefile_text(ROOT / "Makefile"), re.M))
     ours |= {"PYTHONPATH", "VIRTUAL_ENV", "MLOPS_STATE_DIR", "MAKEFLAGS", "MAKELEVEL", "MFLAGS"}
     return {k: v for k, v in os.environ.items() if k not in ours and not k.startswith("LEVEL")} | {
         "NO_COLOR": "1"
@@ -160,7 +161,7 @@ def test_a_copys_make_targets_are_ours_under_plain_names(quick_copy):
     copy's CI workflow runs only targets its Makefile has."""
     level, copy = quick_copy
     ours = re.findall(rf"^level{level}(-[\w-]+)?:", (ROOT / "Makefile").read_text(), re.M)
-    theirs = set(re.findall(r"^([\w-]+):", (copy / "Makefile").read_text(), re.M))
+    theirs = set(re.findall(r"^([\w-]+):", makefile_text(copy / "Makefile"), re.M))
     main = template.LEVELS[level].main_target
 
     expected = {suffix[1:] if suffix else main for suffix in ours} | {"test", "lint", "format"}

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.makefiles import makefile_text
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 
@@ -13,7 +15,7 @@ WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 def makefile_targets() -> dict[str, list[str]]:
     """Each Makefile target and its prerequisites (variables such as $(STAMP) left out)."""
     targets = {}
-    for line in (ROOT / "Makefile").read_text().splitlines():
+    for line in makefile_text(ROOT / "Makefile").splitlines():
         if match := re.match(r"^([a-zA-Z0-9_-]+):(?!=)([^#]*)", line):
             targets[match[1]] = [p for p in match[2].split() if p != "|" and p[0] != "$"]
     return targets
