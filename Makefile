@@ -26,8 +26,6 @@ export DO_NOT_TRACK := 1
 $(PREFECT_HOME):
 	@mkdir -p $@
 
-# Images are tagged with the project's version, which the manifests in each level's infra/ name.
-IMAGE_TAG := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
 
 ##@ Set-up
 
@@ -80,8 +78,8 @@ level1-serve: $(STAMP) ## Level 1: serve the handed-off model at 127.0.0.1:8001
 	$(PY) -m level1_devops.serve
 
 .PHONY: level1-image
-level1-image: ## Level 1: build the container image (needs a Docker engine)
-	docker build -f level1_devops/Dockerfile -t penguins-level1:$(IMAGE_TAG) .
+level1-image: $(STAMP) ## Level 1: build the container image (needs a Docker engine; air-gapped too)
+	$(PY) -m tools.images build 1
 
 ##@ Level 2
 
@@ -143,8 +141,8 @@ level2-bench: $(STAMP) | $(PREFECT_HOME) ## Level 2: serving speed with the pred
 	$(PY) -m level2_pipelines.bench
 
 .PHONY: level2-image
-level2-image: ## Level 2: build the image of the service and the worker (needs a Docker engine)
-	docker build -f level2_pipelines/Dockerfile -t penguins-level2:$(IMAGE_TAG) .
+level2-image: $(STAMP) ## Level 2: build the image of the service and the worker (needs a Docker engine)
+	$(PY) -m tools.images build 2
 
 ##@ Workshop
 
@@ -212,6 +210,10 @@ test-lab: $(STAMP) | $(PREFECT_HOME) ## The lab with the real level 2: its warm 
 .PHONY: test-readme
 test-readme: $(STAMP) | $(PREFECT_HOME) ## Run every README's console commands in a scratch copy; check their output (minutes)
 	$(PY) -m pytest -m walkthrough -rP --durations=0 tests/test_readme_walkthrough.py
+
+.PHONY: test-images
+test-images: $(STAMP) ## Build each level's image from a tree with planted secrets: none inside (minutes)
+	$(PY) -m pytest -m images -rsP --durations=0 tests/test_images.py
 
 .PHONY: k8s-validate
 k8s-validate: $(STAMP) ## Check every level's Kubernetes manifests offline (schemas of 1.30 and 1.37, strict)
