@@ -47,7 +47,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@# process it starts at once (both test workers, the servers they start).
 	@echo ">> compiling the libraries' bytecode into state/pycache"
 	@$(PY) -c "import level1_devops.serve, level1_devops.train, level2_pipelines.pipeline, \
-	  level2_pipelines.serve, level2_pipelines.warm, prefect.testing.utilities, nbclient, \
+	  level2_pipelines.serve, level2_pipelines.ops.warm, prefect.testing.utilities, nbclient, \
 	  nbconvert, ipykernel, schemathesis, xdist"
 	@rm -f $(VENV)/.installed-* && touch $@
 
@@ -134,7 +134,7 @@ k8s-validate: $(STAMP) ## Check every level's Kubernetes manifests offline (sche
 
 .PHONY: level2
 level2: $(STAMP) | $(PREFECT_HOME) ## Level 2: run the pipeline once (BATCH=file.csv or SIMULATE=rows; default: the 2009 birds; FORCE=1 retrains on seen data)
-	$(PY) -m level2_pipelines.run $(if $(BATCH),--batch $(BATCH)) $(if $(SIMULATE),--simulate $(SIMULATE)) $(if $(FORCE),--force)
+	$(PY) -m level2_pipelines.pipeline_cli $(if $(BATCH),--batch $(BATCH)) $(if $(SIMULATE),--simulate $(SIMULATE)) $(if $(FORCE),--force)
 
 .PHONY: level2-serve
 level2-serve: $(STAMP) | $(PREFECT_HOME) ## Level 2: serve the registry's champion at 127.0.0.1:8002, following promotions
@@ -162,39 +162,39 @@ level2-bench: $(STAMP) | $(PREFECT_HOME) ## Level 2: serving speed with the pred
 
 .PHONY: level2-up
 level2-up: $(STAMP) | $(PREFECT_HOME) ## Level 2: start the Prefect server+UI (:4200), MLflow UI (:5000), the warm worker and the deployments
-	$(PY) -m level2_pipelines.local_servers up
+	$(PY) -m level2_pipelines.ops.local_servers up
 
 .PHONY: level2-down
 level2-down: $(STAMP) ## Level 2: stop what level2-up started
-	$(PY) -m level2_pipelines.local_servers down
+	$(PY) -m level2_pipelines.ops.local_servers down
 
 .PHONY: level2-status
 level2-status: $(STAMP) ## Level 2: show what level2-up started and whether the warm worker is ready
-	$(PY) -m level2_pipelines.local_servers status
+	$(PY) -m level2_pipelines.ops.local_servers status
 
 .PHONY: team-up
 team-up: $(STAMP) | $(PREFECT_HOME) ## Team mode: MLflow and Prefect servers on PostgreSQL, 2 workers, the service, Prometheus
-	$(PY) -m level2_pipelines.team up
+	$(PY) -m level2_pipelines.ops.team up
 
 .PHONY: team-run
 team-run: $(STAMP) | $(PREFECT_HOME) ## Team mode: start a pipeline run on the pool, wait for a worker to finish it and the service to serve it
-	$(PY) -m level2_pipelines.team run
+	$(PY) -m level2_pipelines.ops.team run
 
 .PHONY: team-status
 team-status: $(STAMP) ## Team mode: what runs, the pool's workers, the champion and what the service serves
-	$(PY) -m level2_pipelines.team status
+	$(PY) -m level2_pipelines.ops.team status
 
 .PHONY: team-down
 team-down: $(STAMP) ## Team mode: stop everything team-up started (DROP=1: and drop its databases)
-	$(PY) -m level2_pipelines.team down $(if $(DROP),--drop-databases)
+	$(PY) -m level2_pipelines.ops.team down $(if $(DROP),--drop-databases)
 
 .PHONY: level2-deploy
 level2-deploy: $(STAMP) | $(PREFECT_HOME) ## Level 2: serve the deployments in the foreground (cron + new-data trigger)
-	$(PY) -m level2_pipelines.deployments
+	$(PY) -m level2_pipelines.triggers
 
 .PHONY: level2-publish
 level2-publish: $(STAMP) | $(PREFECT_HOME) ## Level 2: register the deployments on PREFECT_API_URL (CD; no serving)
-	$(PY) -m level2_pipelines.deployments --publish
+	$(PY) -m level2_pipelines.triggers --publish
 
 .PHONY: level2-lint
 level2-lint: $(STAMP) ## Level 2: ruff over the level's code
@@ -267,6 +267,6 @@ bench-simulator: $(STAMP) ## Benchmark the batch simulator (rows per second, 1,0
 clean: ## Remove everything generated (state/ and .venv/): the tree as cloned
 	@# What level2-up and team-up started would run on without its folder: stopped first. Team
 	@# mode's databases live in PostgreSQL, not in state/: dropped if this checkout made them.
-	-@[ -x $(PY) ] && $(PY) -m level2_pipelines.local_servers down >/dev/null 2>&1 || true
-	-@[ -x $(PY) ] && [ -d state/team ] && $(PY) -m level2_pipelines.team down --drop-databases || true
+	-@[ -x $(PY) ] && $(PY) -m level2_pipelines.ops.local_servers down >/dev/null 2>&1 || true
+	-@[ -x $(PY) ] && [ -d state/team ] && $(PY) -m level2_pipelines.ops.team down --drop-databases || true
 	rm -rf state $(VENV) *.egg-info .hypothesis

@@ -1,10 +1,11 @@
-"""Run the level 2 pipeline once, on demand: `make level2 [BATCH=path]`, or
+"""The pipeline's command line: run it once, on demand, and report the run. `make level2
+[BATCH=path]`, or
 
-    python -m level2_pipelines.run [--batch PATH | --simulate ROWS | --drift-run-id ID]
-                                   [--approval auto|manual] [--force]
+    python -m level2_pipelines.pipeline_cli [--batch PATH | --simulate ROWS | --drift-run-id ID]
+                                            [--approval auto|manual] [--force]
 
 With the workshop's servers up (`make level2-up`) the run goes to its warm worker, a process
-that has the pipeline's libraries imported already (`warm.py`), and is recorded on its Prefect
+that has the pipeline's libraries imported already (`ops/warm.py`), and is recorded on its Prefect
 server; this process only submits it and prints the same report. With the Prefect server up but
 no warm worker ready, the run happens here and is recorded there. Otherwise Prefect starts a
 temporary API for this run; it takes ~10 s to boot, so it is started first, in the background,
@@ -17,20 +18,16 @@ import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from level2_pipelines.ops.local_servers import local_prefect_server
 from level2_pipelines.settings import Settings
+from level2_pipelines.timing import MLFLOW, WORK
 
-
-def local_prefect_server(settings: Settings) -> str | None:
-    """The URL of the workshop's Prefect server (`make level2-up`) if it answers."""
-    try:
-        httpx.get(f"{settings.prefect_api_url}/health", timeout=0.5).raise_for_status()
-    except httpx.HTTPError:
-        return None
-    return settings.prefect_api_url
+if TYPE_CHECKING:  # imported when a run happens here: the pipeline takes ~10 s to import
+    from level2_pipelines.pipeline import Outcome
 
 
 def main() -> None:
@@ -63,8 +60,7 @@ def main() -> None:
         booting = threading.Thread(target=SubprocessASGIServer().start)
         booting.start()
     # Deferred on purpose (see above): GX, MLflow and scikit-learn take ~10 s to import.
-    from level2_pipelines.pipeline import BatchRejected, UnsafeBatchName, report, training_pipeline
-    from level2_pipelines.registry import RegistryError
+    from level2_pipelines.pipeline import training_pipeline
 
     if booting is not None:
         booting.join()
@@ -78,15 +74,26 @@ def main() -> None:
                 force=args.force,
                 drift_run_id=args.drift_run_id,
             )
-        except (BatchRejected, RegistryError, UnsafeBatchName) as error:
+        except expected_failures() as error:
             sys.exit(f"level 2: {error}")
-    report(outcome, settings, time.perf_counter() - start)
+    print("\n".join(report_lines(outcome, settings, time.perf_counter() - start)))
+
+
+def expected_failures() -> tuple[type[Exception], ...]:
+    """What a run ends with that is the input's fault, not a crash: said in one line, no
+    traceback (`make level2` prints it; the warm worker sends it to its client)."""
+    from level2_pipelines.data import UnsafeBatchName
+    from level2_pipelines.monitor import NotADriftVerdict
+    from level2_pipelines.pipeline import BatchRejected
+    from level2_pipelines.registry import RegistryError
+
+    return BatchRejected, RegistryError, UnsafeBatchName, NotADriftVerdict
 
 
 def run_warm(args: argparse.Namespace, settings: Settings, server: str) -> bool:
     """Run in the warm worker if it is ready; False if it is not (saying why in one line when
     there is one that cannot take the run)."""
-    from level2_pipelines.warm import WarmRunLost, ready_worker, run_in_worker
+    from level2_pipelines.ops.warm_runs import WarmRunLost, ready_worker, run_in_worker
 
     worker, why_not = ready_worker(settings)
     if worker is None:
@@ -111,6 +118,36 @@ def run_warm(args: argparse.Namespace, settings: Settings, server: str) -> bool:
         sys.exit(result.error)
     print("\n".join(result.lines))
     return True
+
+
+def report_lines(outcome: "Outcome", settings: Settings, seconds: float) -> list[str]:
+    """What `make level2` prints about a run; the warm worker sends these lines to its client,
+    so a run reads the same wherever it ran."""
+    from level2_pipelines.registry import CHALLENGER
+
+    if outcome.skipped:
+        return [f"level 2: batch {outcome.batch_id} skipped: {outcome.skipped}"]
+    lines = [
+        f"level 2: batch {outcome.batch_id}, MLflow run {outcome.run_id}",
+        f"level 2: held-out accuracy {outcome.metrics['accuracy']:.3f}, "
+        f"macro F1 {outcome.metrics['macro_f1']:.3f}",
+    ]
+    if outcome.promoted_to is None:
+        lines.append(f"level 2: {settings.model_name} v{outcome.version} registered and REJECTED:")
+        lines += [f"  - {reason}" for reason in outcome.reasons]
+    else:
+        lines.append(
+            f"level 2: {settings.model_name} v{outcome.version} is now {outcome.promoted_to}"
+        )
+        if outcome.promoted_to == CHALLENGER:
+            lines.append("level 2: waiting for approval: `make level2-approve`")
+        lines.append(f"level 2: {outcome.deployed or 'not deployed until approved'}")
+    work, mlflow_io = outcome.clock.total(WORK), outcome.clock.total(MLFLOW)
+    lines.append(
+        f"level 2: flow {seconds:.1f} s = pipeline work {work:.1f} s + MLflow {mlflow_io:.1f} s "
+        f"+ Prefect {seconds - work - mlflow_io:.1f} s"
+    )
+    return lines
 
 
 if __name__ == "__main__":
