@@ -41,7 +41,7 @@ from prefect import flow, get_run_logger
 from prefect.events import emit_event
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from level2_pipelines import drift, prediction_log, registry
+from level2_pipelines import drift, drift_report, prediction_log, registry
 from level2_pipelines.data import watched_reference
 from level2_pipelines.model import load_version
 from level2_pipelines.ops.local_servers import local_prefect_server
@@ -147,7 +147,7 @@ def record(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     folder = settings.monitor_dir / stamp
     folder.mkdir(parents=True, exist_ok=True)
-    html = drift.write_html(report, reference, window, folder / "drift.html", **predictions)
+    html = drift_report.write_html(report, reference, window, folder / "drift.html", **predictions)
     # An experiment of its own: the training experiment counts training runs only.
     experiment = experiment_id(client, settings, f"{settings.experiment}-monitor")
     run = client.create_run(experiment, run_name=f"monitor {stamp}")

@@ -8,15 +8,13 @@ Every run is one MLflow run (validation docs, parameters, metrics, model, lineag
 the batch is valid, one new registry version, promoted to `champion` only if it passes the
 gate. A bad batch stops the flow at `validate`: it is quarantined with the failed checks and
 nothing downstream runs. Promotion is the single alias move in `promote`, so a crash anywhere
-before it leaves the champion as it was.
+before it leaves the champion as it was. Each stage measures its own work and its MLflow I/O
+into the run's clock (`timing.py`); the command line (`pipeline_cli.py`) reports them.
 
 One decision at a time: from the duplicate check to the promotion a run holds the registry's
 decision lock, so two runs started together are judged one after the other, each against the
 champion of its moment. A batch whose content a version was already trained on is skipped
 (unless `force`), naming that version.
-
-Each stage measures its own work and its MLflow I/O into the run's clock (`timing.py`); the
-command line (`pipeline_cli.py`) reports them.
 """
 
 from dataclasses import dataclass, field
@@ -52,13 +50,9 @@ from level2_pipelines.settings import Settings
 from level2_pipelines.timing import MLFLOW, WORK, Clock, clocked, measure
 from level2_pipelines.tracking import connect, log_to_run, tracked_run
 from level2_pipelines.train import Candidate, fit, git_commit, record_training, training_rows
-from level2_pipelines.validate import validate_frame
+from level2_pipelines.validate import BatchRejected, validate_frame
 from shared.data import data_checksum
 from shared.simulate import simulate_batch
-
-
-class BatchRejected(RuntimeError):
-    """The batch failed validation; the message lists the failed checks and where it is kept."""
 
 
 @dataclass
@@ -351,10 +345,8 @@ def batch_run(client: MlflowClient, batch: Batch, drift: DriftVerdict | None, se
 def watched_rows(
     client: MlflowClient, batch: Batch, drift: DriftVerdict | None, settings: Settings
 ) -> tuple[pd.DataFrame, str]:
-    """The rows the batch is held to (those the champion is watched against), and the name of
-    the rows the new model will be watched against. The reference moves with each champion:
-    rows whose drift the monitor confirmed become the reference of the model trained on them,
-    and of every model after it."""
+    """The rows the batch is held to (the champion's reference), and the name of the new model's
+    reference: the reference moves to rows whose drift the monitor confirmed."""
     champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
     watched, name = watched_reference(
         champion.tags if champion else {}, settings.seed, settings.batches_dir

@@ -84,8 +84,8 @@ def expected_failures() -> tuple[type[Exception], ...]:
     traceback (`make level2` prints it; the warm worker sends it to its client)."""
     from level2_pipelines.data import UnsafeBatchName
     from level2_pipelines.monitor import NotADriftVerdict
-    from level2_pipelines.pipeline import BatchRejected
     from level2_pipelines.registry import RegistryError
+    from level2_pipelines.validate import BatchRejected
 
     return BatchRejected, RegistryError, UnsafeBatchName, NotADriftVerdict
 

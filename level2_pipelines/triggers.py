@@ -1,4 +1,6 @@
-"""Serve the pipeline as Prefect deployments: on a schedule, and when new data lands.
+"""The triggers: what starts a pipeline run without a person, as Prefect deployments served
+(or published to a work pool): on a schedule, when new data lands, when the monitor finds
+drift, and on demand. (The deploy *stage*, putting a promoted model in service, is `deploy.py`.)
 
     make level2-deploy          (needs the local Prefect server: `make level2-up` starts both)
     python -m level2_pipelines.triggers [--publish | --watch]
