@@ -44,7 +44,6 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from level2_pipelines import drift, drift_report, prediction_log, registry
 from level2_pipelines.data import watched_reference
 from level2_pipelines.model import load_version
-from level2_pipelines.ops.local_servers import local_prefect_server
 from level2_pipelines.settings import Settings
 from level2_pipelines.tracking import connect, experiment_id, log_to_run
 from shared.contract import FEATURES
@@ -258,6 +257,8 @@ def ask_for_retraining(
 
 
 def main() -> None:
+    from level2_pipelines.ops.local_servers import local_prefect_server  # the machinery's
+
     # The workshop's Prefect server if it is up (its UI shows the run), else a temporary one.
     server = local_prefect_server(Settings())
     with temporary_settings({PREFECT_API_URL: server}) if server else nullcontext():

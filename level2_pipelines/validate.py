@@ -28,11 +28,11 @@ DRIFT_BOUNDS = (gxe.ExpectColumnMeanToBeBetween, gxe.ExpectColumnMedianToBeBetwe
 NUMERIC_DTYPES = ["float64", "float32", "int64", "int32", "Float64", "Int64"]
 
 
-@dataclass(frozen=True)
 class BatchRejected(RuntimeError):
     """The batch failed validation; the message lists the failed checks and where it is kept."""
 
 
+@dataclass(frozen=True)
 class ValidationReport:
     success: bool
     failed: list[str]  # one line per failed expectation: what, where, what was observed
