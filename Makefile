@@ -6,7 +6,7 @@ HELP_SECTIONS := Set-up|Level 0|Level 1|Level 2|Workshop|Team|Development
 # Set-up compiles the bytecode of what the levels and their tests import once (~25 s), so the
 # first `make test` does not compile MLflow, GX and Prefect in both of its workers at once.
 WARM_IMPORTS := level1_devops.serve, level1_devops.train, level2_pipelines.pipeline, \
-  level2_pipelines.serve, level2_pipelines.warm, prefect.testing.utilities, nbclient, \
+  level2_pipelines.serve, level2_pipelines.ops.warm, prefect.testing.utilities, nbclient, \
   nbconvert, ipykernel, schemathesis, xdist
 # The environment, `help`, `setup`, `lock`, `lint` and `format`: written once for this repository
 # and for every project `make template` writes.
@@ -33,8 +33,8 @@ $(PREFECT_HOME):
 clean: ## Remove everything generated (state/ and .venv/): the tree as cloned
 	@# What level2-up and team-up started would run on without its folder: stopped first. Team
 	@# mode's databases live in PostgreSQL, not in state/: dropped if this checkout made them.
-	-@[ -x $(PY) ] && $(PY) -m level2_pipelines.local_servers down >/dev/null 2>&1 || true
-	-@[ -x $(PY) ] && [ -d state/team ] && $(PY) -m level2_pipelines.team down --drop-databases || true
+	-@[ -x $(PY) ] && $(PY) -m level2_pipelines.ops.local_servers down >/dev/null 2>&1 || true
+	-@[ -x $(PY) ] && [ -d state/team ] && $(PY) -m level2_pipelines.ops.team down --drop-databases || true
 	rm -rf state $(VENV) *.egg-info .hypothesis
 
 ##@ Level 0
@@ -85,7 +85,7 @@ level1-image: $(STAMP) ## Level 1: build the container image (needs a Docker eng
 
 .PHONY: level2
 level2: $(STAMP) | $(PREFECT_HOME) ## Level 2: run the pipeline once (BATCH=file.csv or SIMULATE=rows; default: the 2009 birds; FORCE=1 retrains on seen data)
-	$(PY) -m level2_pipelines.run $(if $(BATCH),--batch $(BATCH)) $(if $(SIMULATE),--simulate $(SIMULATE)) $(if $(FORCE),--force)
+	$(PY) -m level2_pipelines.pipeline_cli $(if $(BATCH),--batch $(BATCH)) $(if $(SIMULATE),--simulate $(SIMULATE)) $(if $(FORCE),--force)
 
 .PHONY: level2-serve
 level2-serve: $(STAMP) | $(PREFECT_HOME) ## Level 2: serve the registry's champion at 127.0.0.1:8002, following promotions
@@ -109,23 +109,23 @@ level2-monitor: $(STAMP) | $(PREFECT_HOME) ## Level 2: compare the last 200 serv
 
 .PHONY: level2-up
 level2-up: $(STAMP) | $(PREFECT_HOME) ## Level 2: start the Prefect server+UI (:4200), MLflow UI (:5000), the warm worker and the deployments
-	$(PY) -m level2_pipelines.local_servers up
+	$(PY) -m level2_pipelines.ops.local_servers up
 
 .PHONY: level2-status
 level2-status: $(STAMP) ## Level 2: show what level2-up started and whether the warm worker is ready
-	$(PY) -m level2_pipelines.local_servers status
+	$(PY) -m level2_pipelines.ops.local_servers status
 
 .PHONY: level2-down
 level2-down: $(STAMP) ## Level 2: stop what level2-up started
-	$(PY) -m level2_pipelines.local_servers down
+	$(PY) -m level2_pipelines.ops.local_servers down
 
 .PHONY: level2-deploy
 level2-deploy: $(STAMP) | $(PREFECT_HOME) ## Level 2: serve the deployments in the foreground (cron + new-data trigger)
-	$(PY) -m level2_pipelines.deployments
+	$(PY) -m level2_pipelines.triggers
 
 .PHONY: level2-publish
 level2-publish: $(STAMP) | $(PREFECT_HOME) ## Level 2: register the deployments on PREFECT_API_URL (CD; no serving)
-	$(PY) -m level2_pipelines.deployments --publish
+	$(PY) -m level2_pipelines.triggers --publish
 
 .PHONY: level2-lint
 level2-lint: $(STAMP) ## Level 2: ruff over the level's code
@@ -175,19 +175,19 @@ template: $(STAMP) ## Copy one level out as a standalone project: LEVEL=0|1|2 DE
 
 .PHONY: team-up
 team-up: $(STAMP) | $(PREFECT_HOME) ## Team mode: MLflow and Prefect servers on PostgreSQL, 2 workers, the service, Prometheus
-	$(PY) -m level2_pipelines.team up
+	$(PY) -m level2_pipelines.ops.team up
 
 .PHONY: team-run
 team-run: $(STAMP) | $(PREFECT_HOME) ## Team mode: start a pipeline run on the pool, wait for a worker to finish it and the service to serve it
-	$(PY) -m level2_pipelines.team run
+	$(PY) -m level2_pipelines.ops.team run
 
 .PHONY: team-status
 team-status: $(STAMP) ## Team mode: what runs, the pool's workers, the champion and what the service serves
-	$(PY) -m level2_pipelines.team status
+	$(PY) -m level2_pipelines.ops.team status
 
 .PHONY: team-down
 team-down: $(STAMP) ## Team mode: stop everything team-up started (DROP=1: and drop its databases)
-	$(PY) -m level2_pipelines.team down $(if $(DROP),--drop-databases)
+	$(PY) -m level2_pipelines.ops.team down $(if $(DROP),--drop-databases)
 
 .PHONY: test-team
 test-team: $(STAMP) | $(PREFECT_HOME) ## Team mode against real PostgreSQL, MLflow and Prefect servers, workers, Prometheus (minutes)

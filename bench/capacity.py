@@ -370,7 +370,7 @@ def main() -> None:
         work.mkdir(parents=True)
         print(f"bench-capacity: one pipeline run to train a champion into {work}", flush=True)
         subprocess.run(
-            [sys.executable, "-m", "level2_pipelines.run"],
+            [sys.executable, "-m", "level2_pipelines.pipeline_cli"],
             env={**os.environ, "LEVEL2_STATE_DIR": str(work), "LEVEL2_PORT": "1"},
             check=True,
             stdout=subprocess.DEVNULL,

@@ -40,7 +40,7 @@ def main() -> None:
     env = {"LEVEL2_STATE_DIR": str(out), "LEVEL2_PORT": "1"}  # no service to deploy to yet
     print(f"bench: one pipeline run to train a champion into {out}", flush=True)
     subprocess.run(
-        [sys.executable, "-m", "level2_pipelines.run"],
+        [sys.executable, "-m", "level2_pipelines.pipeline_cli"],
         env={**os.environ, **env},
         check=True,
         stdout=subprocess.DEVNULL,

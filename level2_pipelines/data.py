@@ -4,9 +4,11 @@ level 2, the reference rows and a new batch with an id.
 The shared test split is never trained on: every model, candidate and champion alike, is judged
 on those held-out rows. The story of level 2: the model was first trained on the 2007-2008
 birds of the shared training split; new birds arrive in batches (by default the 2009 birds of
-that split, or any CSV or Parquet file, or a simulated batch).
+that split, or any CSV or Parquet file, or a simulated batch). A file landed in the incoming
+folder is named by its name alone, and leaves that folder once the pipeline keeps it.
 """
 
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,3 +78,32 @@ def make_batch(frame: pd.DataFrame, source: str) -> Batch:
     checksum = data_checksum(frame)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     return Batch(batch_id=f"{stamp}-{checksum[:8]}", checksum=checksum, source=source, frame=frame)
+
+
+class UnsafeBatchName(ValueError):
+    """A landed-file name that would reach outside the incoming folder."""
+
+
+def landed_path(name: str, incoming: Path) -> Path:
+    """The file `name` in the incoming folder: events name a file there, never a path."""
+    incoming = incoming.resolve()
+    path = (incoming / name).resolve()
+    if path.parent != incoming or Path(name).name != name:
+        raise UnsafeBatchName(
+            f"incoming_name: {name!r} is not a file name in {incoming}; "
+            "new-data events can only start runs on files landed there"
+        )
+    return path
+
+
+def keep_batch(batch: Batch, folder: Path, incoming: Path) -> Path:
+    """Keep the batch as it arrived: moved out of the incoming folder, copied from elsewhere."""
+    folder.mkdir(parents=True, exist_ok=True)
+    source = Path(batch.source)
+    if source.is_file() and source.resolve().parent == incoming.resolve():
+        shutil.move(source, folder / source.name)
+    elif source.is_file():
+        shutil.copy2(source, folder / source.name)
+    else:
+        batch.frame.to_csv(folder / "batch.csv", index=False)
+    return folder

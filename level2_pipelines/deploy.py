@@ -5,13 +5,23 @@ to look now, through its admin endpoint, and waits until `GET /model` shows the 
 pipeline ends only when the new model is really in service. Deploying runs after the alias
 moved, so it never fails the run: what it could not confirm it says, naming the cause. No
 service running is not an error either: the service loads the champion when it starts.
+
+Before a candidate is registered, `smoke_test` serves it in-process through the service's own
+app and checks the contract: the service that will deploy it is the one that tries it first.
 """
 
+import asyncio
 import time
 
 import httpx
 
+from level2_pipelines.api import create_app
+from level2_pipelines.follower import ServedModel
+from level2_pipelines.model import Lineage
+from level2_pipelines.predict import serving_predictor
 from level2_pipelines.settings import Settings
+from level2_pipelines.train import Candidate
+from shared.contract import EXPECTED_SPECIES, INVALID_EXAMPLES, VALID_EXAMPLES
 
 CONFIRM_TIMEOUT_S = 15.0
 RELOADED = "it reloaded"
@@ -57,3 +67,45 @@ def _reload_answer(answer: httpx.Response) -> str:
     if answer.is_error:
         return f"its reload answered {answer.status_code}: {answer.text[:200]}"
     return RELOADED
+
+
+def smoke_test(candidate: Candidate, settings: Settings) -> list[str]:
+    """Serve the candidate in-process through the service's own app; check the contract.
+    Returns what failed (empty: it serves as the contract says)."""
+    stub = Lineage(
+        name=settings.model_name,
+        version="candidate",
+        run_id=candidate.run_id,
+        git_commit="",
+        data_checksum=candidate.training_checksum,
+        batch_id="",
+        flow_run_id="",
+        trained_at="",
+        metrics={},
+    )
+    app = create_app(
+        settings, ServedModel(lineage=stub, predictor=serving_predictor(candidate.pipeline))
+    )
+
+    async def probe() -> list[str]:
+        problems = []
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://candidate") as http:
+            for name, payload in VALID_EXAMPLES.items():
+                response = await http.post("/predict", json=payload)
+                expected = EXPECTED_SPECIES.get(name)
+                if response.status_code != 200:
+                    problems.append(f"smoke test: {name} answered {response.status_code}")
+                elif expected and response.json()["species"] != expected:
+                    problems.append(
+                        f"smoke test: {name} classified as {response.json()['species']}"
+                    )
+            for example in INVALID_EXAMPLES:
+                response = await http.post(
+                    "/predict", content=example.body, headers={"content-type": "application/json"}
+                )
+                if not 400 <= response.status_code < 500:
+                    problems.append(f"smoke test: {example.name} answered {response.status_code}")
+        return problems
+
+    return asyncio.run(probe())

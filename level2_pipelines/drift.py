@@ -31,9 +31,6 @@ A check with nothing to compare (no values on one side, or a single category in 
 statistic 0 and p-value 1: no evidence of drift, and strict JSON for the files that carry it.
 """
 
-import base64
-import html
-import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -111,7 +108,7 @@ def _ks(feature: str, reference: pd.Series, window: pd.Series, threshold: float)
     )
 
 
-def _counts(values: pd.Series, categories: tuple[str, ...]) -> pd.Series:
+def category_counts(values: pd.Series, categories: tuple[str, ...]) -> pd.Series:
     """Counts per category, in contract order; values outside the contract under OTHER."""
     present = values.dropna().astype(str)
     counts = present.value_counts().reindex(list(categories), fill_value=0)
@@ -137,7 +134,7 @@ def _chi2(
     categories: tuple[str, ...],
     threshold: float,
 ) -> FeatureDrift:
-    ref, win = _counts(reference, categories), _counts(window, categories)
+    ref, win = category_counts(reference, categories), category_counts(window, categories)
     table = np.vstack([ref.to_numpy(), win.to_numpy()])
     # A category nobody is in carries no information and would make an expected count of 0.
     table = table[:, table.sum(axis=0) > 0]
@@ -157,7 +154,7 @@ def _chi2(
     )
 
 
-def _check_columns(frame: pd.DataFrame, what: str) -> None:
+def check_columns(frame: pd.DataFrame, what: str) -> None:
     missing = [c for c in FEATURES if c not in frame.columns]
     if missing:
         raise ValueError(
@@ -181,8 +178,8 @@ def compare(
         raise ValueError(
             "the prediction mix needs both reference_predictions and window_predictions, or neither"
         )
-    _check_columns(reference, "reference")
-    _check_columns(window, "window")
+    check_columns(reference, "reference")
+    check_columns(window, "window")
 
     with_predictions = reference_predictions is not None and window_predictions is not None
     threshold = alpha / (len(FEATURES) + with_predictions)
@@ -202,120 +199,13 @@ def compare(
     )
 
 
-def _png(figure) -> str:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    buffer = io.BytesIO()
-    FigureCanvasAgg(figure).print_png(buffer)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _plot(
-    name: str, reference: pd.Series, window: pd.Series, categories: tuple[str, ...] | None
-) -> str:
-    """Reference against window for one check, as a base64 PNG: histograms for a measurement
-    (`categories` None), shares per category otherwise."""
-    from matplotlib.figure import Figure  # ~1 s to import: only when a report is drawn
-
-    # Fixed margins and one filled outline per histogram rather than a patch per bar: a
-    # third of the drawing time of a constrained layout with bar patches.
-    figure = Figure(figsize=(5, 2.8), dpi=80)
-    figure.subplots_adjust(left=0.12, right=0.98, bottom=0.18, top=0.89)
-    ax = figure.subplots()
-    if categories is None:
-        ref = reference.dropna().to_numpy(dtype=float)
-        win = window.dropna().to_numpy(dtype=float)
-        both = np.concatenate([ref, win])
-        # Shared bins, so the two histograms are comparable bin for bin.
-        bins = np.histogram_bin_edges(both, bins=20) if both.size else 1
-        for values, label in ((ref, "reference"), (win, "window")):
-            if values.size:
-                ax.hist(
-                    values,
-                    bins=bins,
-                    density=True,
-                    histtype="stepfilled",
-                    alpha=0.5,
-                    label=f"{label} (n={values.size})",
-                )
-        # Densities in 1/g or 1/mm mean little to a reader; the shapes are the point.
-        ax.set(xlabel=name, ylabel="density", yticks=[])
-    else:
-        ref, win = _counts(reference, categories), _counts(window, categories)
-        shown = [c for c in ref.index if c != OTHER or ref[c] + win[c]]
-        x = np.arange(len(shown))
-        for offset, counts, label in ((-0.2, ref, "reference"), (0.2, win, "window")):
-            shares = counts[shown] / counts.sum() if counts.sum() else counts[shown] * 0.0
-            ax.bar(x + offset, shares, 0.4, label=f"{label} (n={counts.sum()})")
-        ax.set(xticks=x, xticklabels=shown, ylabel="share", xlabel=name)
-    if ax.get_legend_handles_labels()[0]:
-        # Above the plot, where it cannot hide a bar.
-        ax.legend(loc="lower left", bbox_to_anchor=(0, 1), ncols=2, fontsize="small", frameon=False)
-    return _png(figure)
-
-
-def _render(report: DriftReport, plots: dict[str, str]) -> str:
-    e = html.escape
-    rows = "".join(
-        f'<tr class="{"drifted" if c.drifted else "ok"}">'
-        f"<th>{e(c.feature)}</th><td>{e(c.test)}</td>"
-        f"<td>{c.statistic:.3f}</td><td>{c.p_value:.2g}</td><td>{report.threshold:.2g}</td>"
-        f"<td>{'yes' if c.drifted else 'no'}</td><td>{e(c.reference_summary)}</td>"
-        f"<td>{e(c.window_summary)}</td></tr>"
-        for c in report.checks
-    )
-    figures = "".join(
-        f'<h3>{e(name)}</h3><img alt="{e(name)}: reference and window" '
-        f'src="data:image/png;base64,{png}">'
-        for name, png in plots.items()
-    )
-    verdict = "Drift in " + e(", ".join(report.drifted)) if report.drifted else "No drift detected"
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Drift report</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{border:1px solid #ccc;padding:.4em;
-text-align:left;vertical-align:top}}table{{border-collapse:collapse}}
-tr.drifted td,tr.drifted th{{background:#fce8e6}}</style></head><body>
-<h1>Drift report</h1>
-<p><strong>{verdict}.</strong> {report.window_rows} served rows against {report.reference_rows}
-reference rows; family-wise false-alarm rate {report.alpha:g}, so each of the
-{len(report.checks)} checks is flagged below p = {report.threshold:.2g} (Bonferroni).</p>
-<table><tr><th>check</th><th>test</th><th>statistic</th><th>p-value</th><th>threshold</th>
-<th>drifted</th><th>reference</th><th>window</th></tr>{rows}</table>
-<h2>Reference and window</h2>{figures}
-</body></html>
-"""
-
-
-def write_html(
-    report: DriftReport,
-    reference: pd.DataFrame,
-    window: pd.DataFrame,
-    path: Path,
-    *,
-    reference_predictions: pd.Series | None = None,
-    window_predictions: pd.Series | None = None,
-) -> Path:
-    """One self-contained HTML file: the table of checks and a plot per feature (and of the
-    prediction mix, when the predictions are passed again here)."""
-    _check_columns(reference, "reference")
-    _check_columns(window, "window")
-    plots = {f: _plot(f, reference[f], window[f], None) for f in NUMERIC_FEATURES}
-    plots |= {f: _plot(f, reference[f], window[f], CATEGORIES[f]) for f in CATEGORICAL_FEATURES}
-    if reference_predictions is not None and window_predictions is not None:
-        plots[PREDICTED] = _plot(
-            PREDICTED, pd.Series(reference_predictions), pd.Series(window_predictions), CLASSES
-        )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_render(report, plots), encoding="utf-8")
-    return path
-
-
 def _measure(windows: int, clean_windows: int, size: int, seed: int) -> None:
     """Time the report, then measure false-alarm and detection rates on simulated windows."""
     import tempfile
     import time
 
     from level2_pipelines.data import reference_and_new_rows
+    from level2_pipelines.drift_report import write_html
     from shared.simulate import Drift, simulate_batch
 
     reference = reference_and_new_rows(seed)[0]

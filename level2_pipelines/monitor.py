@@ -41,10 +41,9 @@ from prefect import flow, get_run_logger
 from prefect.events import emit_event
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from level2_pipelines import drift, prediction_log, registry
+from level2_pipelines import drift, drift_report, prediction_log, registry
 from level2_pipelines.data import watched_reference
 from level2_pipelines.model import load_version
-from level2_pipelines.run import local_prefect_server
 from level2_pipelines.settings import Settings
 from level2_pipelines.tracking import connect, experiment_id, log_to_run
 from shared.contract import FEATURES
@@ -147,7 +146,7 @@ def record(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     folder = settings.monitor_dir / stamp
     folder.mkdir(parents=True, exist_ok=True)
-    html = drift.write_html(report, reference, window, folder / "drift.html", **predictions)
+    html = drift_report.write_html(report, reference, window, folder / "drift.html", **predictions)
     # An experiment of its own: the training experiment counts training runs only.
     experiment = experiment_id(client, settings, f"{settings.experiment}-monitor")
     run = client.create_run(experiment, run_name=f"monitor {stamp}")
@@ -187,6 +186,29 @@ def record(
     partial.write_text(json.dumps(verdict) + "\n")
     os.replace(partial, latest)
     return html, run.info.run_id
+
+
+class NotADriftVerdict(ValueError):
+    """A retraining was asked for with an MLflow run that is not the monitor's drift verdict."""
+
+
+@dataclass(frozen=True)
+class DriftVerdict:
+    """The verdict a retraining was asked for with, read back from the monitor's MLflow run."""
+
+    monitor_run_id: str
+    since: float  # the drifted window's first answer
+    drifted: tuple[str, ...]  # the checks that flagged it
+
+
+def drift_verdict(client: MlflowClient, monitor_run_id: str) -> DriftVerdict:
+    """Read the verdict from the monitor's own MLflow run (the tags `record` wrote): the
+    evidence, not an event's word."""
+    tags = client.get_run(monitor_run_id).data.tags
+    if tags.get("verdict") != "drift":
+        raise NotADriftVerdict(f"drift_run_id: MLflow run {monitor_run_id} is not a drift verdict")
+    drifted = tuple(c for c in tags.get("drifted", "").split(",") if c and c != "-")
+    return DriftVerdict(monitor_run_id, float(tags["since"]), drifted)
 
 
 def ask_for_retraining(
@@ -235,6 +257,8 @@ def ask_for_retraining(
 
 
 def main() -> None:
+    from level2_pipelines.ops.local_servers import local_prefect_server  # the machinery's
+
     # The workshop's Prefect server if it is up (its UI shows the run), else a temporary one.
     server = local_prefect_server(Settings())
     with temporary_settings({PREFECT_API_URL: server}) if server else nullcontext():

@@ -24,7 +24,6 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from level2_pipelines.deploy import follow_in_service
 from level2_pipelines.model import ModelLoadError, load_version
 from level2_pipelines.settings import Settings
 from level2_pipelines.tracking import connect
@@ -212,6 +211,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Show the registry, roll back, or approve.")
     parser.add_argument("action", choices=["show", "rollback", "approve"])
     args = parser.parse_args()
+    # Here, not at the top: the deploy stage smoke-tests through the service, which reads
+    # the registry.
+    from level2_pipelines.deploy import follow_in_service
+
     settings = Settings()
     client = connect(settings)
     try:

@@ -1,7 +1,11 @@
-"""Point MLflow at the configured store. Called by entry points, never at import time."""
+"""Point MLflow at the configured store (called by entry points, never at import time), and
+write to its runs."""
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import mlflow
 from mlflow import MlflowClient
@@ -54,3 +58,27 @@ def log_to_run(
         params=[Param(key, str(value)) for key, value in (params or {}).items()],
         tags=[RunTag(key, str(value)) for key, value in (tags or {}).items()],
     )
+
+
+@dataclass
+class TrackedRun:
+    run_id: str
+    status: str = "FINISHED"  # how the run ends when its block does not raise
+
+
+@contextmanager
+def tracked_run(
+    client: MlflowClient, experiment: str, name: str, tags: dict[str, str]
+) -> Iterator[TrackedRun]:
+    """A new run of `experiment`, ended when the block ends: FAILED if it raises, else with
+    the status the block left (FINISHED, or FAILED for an expected failure it returned)."""
+    run = client.create_run(
+        client.get_experiment_by_name(experiment).experiment_id, run_name=name, tags=tags
+    )
+    tracked = TrackedRun(run.info.run_id)
+    try:
+        yield tracked
+    except BaseException:
+        client.set_terminated(tracked.run_id, "FAILED")
+        raise
+    client.set_terminated(tracked.run_id, tracked.status)

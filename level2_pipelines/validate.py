@@ -28,6 +28,10 @@ DRIFT_BOUNDS = (gxe.ExpectColumnMeanToBeBetween, gxe.ExpectColumnMedianToBeBetwe
 NUMERIC_DTYPES = ["float64", "float32", "int64", "int32", "Float64", "Int64"]
 
 
+class BatchRejected(RuntimeError):
+    """The batch failed validation; the message lists the failed checks and where it is kept."""
+
+
 @dataclass(frozen=True)
 class ValidationReport:
     success: bool

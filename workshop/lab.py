@@ -139,7 +139,7 @@ class Lab:
 
     # --- level 2: the pipeline and its registry ---
     def run_level2(self, *args: str, extra_env: dict[str, str] | None = None):
-        return self.run("level2_pipelines.run", *args, extra_env=extra_env, check=False)
+        return self.run("level2_pipelines.pipeline_cli", *args, extra_env=extra_env, check=False)
 
     @property
     def level2_store(self) -> Path:
@@ -231,7 +231,7 @@ class Lab:
         servers.mkdir(parents=True, exist_ok=True)
         with (servers / "warm.log").open("ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "level2_pipelines.warm", "--api", api_url],
+                [sys.executable, "-m", "level2_pipelines.ops.warm", "--api", api_url],
                 env={**os.environ, **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,

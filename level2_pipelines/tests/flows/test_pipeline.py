@@ -138,9 +138,7 @@ def test_ingest_task_reads_a_file_and_hashes_it(settings, tmp_path):
     """ingest (its logic, via .fn) gives the batch an id ending in its content hash."""
     frame = reference_and_new_rows(42)[1]
 
-    batch, _ = pipeline.ingest.fn(
-        write_batch(frame, tmp_path), None, None, settings, pipeline.Clock()
-    )
+    batch, _ = pipeline.ingest.fn(write_batch(frame, tmp_path), None, None, settings)
 
     assert batch.batch_id.endswith(batch.checksum[:8])
     assert len(batch.frame) == len(frame)
@@ -148,7 +146,7 @@ def test_ingest_task_reads_a_file_and_hashes_it(settings, tmp_path):
 
 def test_ingest_task_simulates_a_batch_when_asked(settings):
     """ingest with simulate_rows makes that many simulated birds, named as such."""
-    batch, _ = pipeline.ingest.fn(None, 120, None, settings, pipeline.Clock())
+    batch, _ = pipeline.ingest.fn(None, 120, None, settings)
 
     assert len(batch.frame) == 120
     assert batch.source == "120 simulated birds"

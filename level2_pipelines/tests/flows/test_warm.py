@@ -23,8 +23,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.settings import get_current_settings
 
-from level2_pipelines import deployments, registry, run, warm
-from level2_pipelines.local_servers import warm_worker
+from level2_pipelines import pipeline_cli, registry, triggers
+from level2_pipelines.ops import warm_runs
+from level2_pipelines.ops.local_servers import warm_worker
 from level2_pipelines.settings import Settings
 from level2_pipelines.tracking import connect
 
@@ -49,14 +50,14 @@ def wait_for(condition, timeout: float, what: str):
 
 @pytest.fixture(scope="module")
 def supervisor(state_dir):
-    """`python -m level2_pipelines.warm` as `make level2-up` starts it, with its pid file."""
+    """`python -m level2_pipelines.ops.warm` as `make level2-up` starts it, with its pid file."""
     settings = Settings()
     servers = settings.state_dir / "servers"
     servers.mkdir(parents=True, exist_ok=True)
     api_url = get_current_settings().api.url
     with (servers / "warm.log").open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "level2_pipelines.warm", "--api", api_url],
+            [sys.executable, "-m", "level2_pipelines.ops.warm", "--api", api_url],
             env=os.environ | WARM_ENV,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -94,10 +95,10 @@ def flow_runs_of(task_run_id: str):
 def test_a_run_goes_to_the_warm_worker_and_is_recorded_in_prefect(supervisor, settings):
     """The run happens in the worker's process, not this one; its flow run is in Prefect, and
     is the one the registry version records."""
-    worker, why_not = warm.ready_worker(settings)
+    worker, why_not = warm_runs.ready_worker(settings)
     assert worker is not None, why_not
 
-    result = warm.run_in_worker(settings, force=True)
+    result = warm_runs.run_in_worker(settings, force=True)
 
     assert result.error is None
     assert result.worker_pid == worker.pid != os.getpid()
@@ -117,9 +118,9 @@ def test_make_level2_runs_here_when_no_worker_can_take_the_run(
     nothing, as before the warm worker; one started with other settings: it says why."""
     args = argparse.Namespace(batch=None, approval=None, simulate=None, force=False)
     elsewhere = Settings(state_dir=tmp_path)
-    assert run.run_warm(args, elsewhere, "http://127.0.0.1:1/api") is False
+    assert pipeline_cli.run_warm(args, elsewhere, "http://127.0.0.1:1/api") is False
     monkeypatch.setenv("LEVEL2_APPROVAL", "manual")
-    assert run.run_warm(args, settings, "http://127.0.0.1:1/api") is False
+    assert pipeline_cli.run_warm(args, settings, "http://127.0.0.1:1/api") is False
 
     said = capsys.readouterr().out.splitlines()
     assert said == [
@@ -132,20 +133,20 @@ def test_a_landed_batch_goes_to_the_warm_worker_when_it_is_ready(monkeypatch):
     """The watcher hands a landed file to the warm worker and labels its event so the
     on-new-data trigger leaves it alone; without a worker the event is the trigger's."""
     events, delayed = [], []
-    monkeypatch.setattr(deployments, "emit_event", lambda **event: events.append(event))
+    monkeypatch.setattr(triggers, "emit_event", lambda **event: events.append(event))
     monkeypatch.setattr(
-        warm.warm_training,
+        warm_runs.warm_training,
         "delay",
         lambda **parameters: delayed.append(parameters) or SimpleNamespace(task_run_id="t-1"),
     )
-    monkeypatch.setattr(warm, "ready_worker", lambda settings: (None, "none"))
-    deployments.hand_over("a.csv", "0" * 64)
-    monkeypatch.setattr(warm, "ready_worker", lambda settings: (warm.Worker(7, 8), ""))
-    taken_by = deployments.hand_over("b.csv", "1" * 64)
+    monkeypatch.setattr(warm_runs, "ready_worker", lambda settings: (None, "none"))
+    triggers.hand_over("a.csv", "0" * 64)
+    monkeypatch.setattr(warm_runs, "ready_worker", lambda settings: (warm_runs.Worker(7, 8), ""))
+    taken_by = triggers.hand_over("b.csv", "1" * 64)
 
-    trigger = {d.name: d for d in deployments.deployments(Settings())}["on-new-data"].triggers[0]
-    assert [e["resource"][deployments.ROUTE] for e in events] == ["deployment", "warm-worker"]
-    assert trigger.match.root == {deployments.ROUTE: "deployment"}
+    trigger = {d.name: d for d in triggers.deployments(Settings())}["on-new-data"].triggers[0]
+    assert [e["resource"][triggers.ROUTE] for e in events] == ["deployment", "warm-worker"]
+    assert trigger.match.root == {triggers.ROUTE: "deployment"}
     assert delayed == [{"incoming_name": "b.csv"}]
     assert events[1]["related"][0]["prefect.resource.id"] == "prefect.task-run.t-1"
     assert "warm worker (pid 7)" in taken_by
@@ -159,13 +160,13 @@ def test_a_worker_killed_during_a_run_is_reported_and_comes_back(supervisor, set
 
     def client() -> None:
         try:
-            warm.run_in_worker(settings, simulate_rows=300, force=True)
-        except warm.WarmRunLost as error:
+            warm_runs.run_in_worker(settings, simulate_rows=300, force=True)
+        except warm_runs.WarmRunLost as error:
             outcome["lost"] = (str(error), time.monotonic())
 
     waiting = threading.Thread(target=client)
     waiting.start()
-    in_run = settings.state_dir / "servers" / warm.RUN_FILE
+    in_run = settings.state_dir / "servers" / warm_runs.RUN_FILE
     task_run_id = wait_for(
         lambda: in_run.exists() and json.loads(in_run.read_text())["task_run_id"], 60, "a run"
     )
@@ -176,7 +177,7 @@ def test_a_worker_killed_during_a_run_is_reported_and_comes_back(supervisor, set
 
     message, when = outcome["lost"]
     assert "died during this run (killed by SIGKILL)" in message
-    # "At once": long before the client's own limit (warm.WAIT_LIMIT_S, 30 minutes); the
+    # "At once": long before the client's own limit (warm_runs.WAIT_LIMIT_S, 30 minutes); the
     # supervisor's report takes seconds on two busy cores, so the bound leaves it room.
     assert when - at < 60
     with get_client(sync_client=True) as prefect:

@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from level2_pipelines.team import DATABASES, TeamSettings, connect, postgres_problem
+from level2_pipelines.ops.team_postgres import DATABASES, connect, postgres_problem
+from level2_pipelines.ops.team_settings import TeamSettings
 from shared.servers import free_port
 from shared.simulate import simulate_batch
 
@@ -32,7 +33,7 @@ TEAM_ENV = {
 
 def team_command(*args: str, env: dict[str, str], timeout: float = 600) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "level2_pipelines.team", *args],
+        [sys.executable, "-m", "level2_pipelines.ops.team", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -76,7 +77,7 @@ def team(tmp_path_factory):
         yield settings, env, output, time.monotonic() - started
     finally:
         subprocess.run(
-            [sys.executable, "-m", "level2_pipelines.team", "down", "--drop-databases"],
+            [sys.executable, "-m", "level2_pipelines.ops.team", "down", "--drop-databases"],
             env=env,
             timeout=180,
         )

@@ -8,7 +8,8 @@ from mlflow import MlflowClient
 from sklearn.ensemble import RandomForestClassifier
 
 from level2_pipelines import model
-from level2_pipelines.api import create_app, load_served_model
+from level2_pipelines.api import create_app
+from level2_pipelines.follower import load_served_model
 from level2_pipelines.model import ModelLoadError, load_version
 from level2_pipelines.predict import serving_predictor
 from level2_pipelines.settings import Settings

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from level2_pipelines.ops.team_settings import TeamSettings
 from level2_pipelines.settings import PLACEHOLDER_TOKENS, Settings
-from level2_pipelines.team import TeamSettings
 
 # The port the settings default to, whatever this process's environment sets (the README
 # walkthrough moves it).

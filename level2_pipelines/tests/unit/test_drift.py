@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from level2_pipelines.data import reference_and_new_rows
-from level2_pipelines.drift import PREDICTED, compare, write_html
+from level2_pipelines.drift import PREDICTED, compare
+from level2_pipelines.drift_report import write_html
 from level2_pipelines.train import fit
 from shared.contract import CATEGORIES, FEATURES, NUMERIC_FEATURES
 from shared.simulate import Drift, simulate_batch

@@ -1,7 +1,7 @@
 """Team mode's settings, without servers: only settings differ from embedded mode, every
 process binds loopback, and a PostgreSQL password never reaches a command line."""
 
-from level2_pipelines import team
+from level2_pipelines.ops import team
 from level2_pipelines.settings import Settings
 
 PASSWORD = "a-password-nobody-should-see"

@@ -10,8 +10,8 @@ import threading
 import httpx
 import pytest
 
-from level2_pipelines import warm
-from level2_pipelines.local_servers import WARM_WORKER_FILE
+from level2_pipelines.ops import warm
+from level2_pipelines.ops.local_servers import WARM_WORKER_FILE
 from level2_pipelines.settings import Settings
 
 TASK_KEY = "warm_training-abc123"
@@ -40,7 +40,7 @@ def settings(tmp_path) -> Settings:
 
 def announce(settings, api: FakeApi, monkeypatch, stop: threading.Event | None = None) -> bool:
     monkeypatch.setattr(warm.httpx, "post", api.post)
-    found = {"pid": os.getpid(), "fingerprint": {}}
+    found = {"pid": os.getpid(), "environment": {}}
     stop = stop or threading.Event()
     return warm.announce_when_subscribed(
         settings, "http://127.0.0.1:1/api", TASK_KEY, found, stop, poll_s=0.01

@@ -11,9 +11,9 @@ import time
 import pytest
 from prefect.client.orchestration import get_client
 
-from level2_pipelines import deployments as deployments_module
-from level2_pipelines.deployments import deployments, publish, settled_files
-from level2_pipelines.pipeline import UnsafeBatchName, landed_path
+from level2_pipelines import triggers as triggers_module
+from level2_pipelines.data import UnsafeBatchName, landed_path
+from level2_pipelines.triggers import deployments, publish, settled_files
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -75,7 +75,7 @@ def test_new_data_trigger_names_a_file_not_a_path(settings):
 def test_landed_path_refuses_names_outside_the_incoming_folder(settings, name):
     """A run started by an event cannot read a file outside the incoming folder."""
     with pytest.raises(UnsafeBatchName, match="incoming_name"):
-        landed_path(name, settings)
+        landed_path(name, settings.incoming_dir)
 
 
 def test_every_deployment_runs_one_flow_run_at_a_time(settings):
@@ -89,8 +89,8 @@ def test_watcher_sends_each_content_once_and_says_so_for_a_repeat(tmp_path, monk
     """A file is sent once while it waits for its run; the same name with new content is sent;
     a new file with a content already sent is not, and the watcher says so once."""
     events = []
-    monkeypatch.setattr(deployments_module, "emit_event", lambda **event: events.append(event))
-    monkeypatch.setattr(deployments_module, "WATCH_EVERY_S", 0.05)
+    monkeypatch.setattr(triggers_module, "emit_event", lambda **event: events.append(event))
+    monkeypatch.setattr(triggers_module, "WATCH_EVERY_S", 0.05)
     path = tmp_path / "daily.csv"
 
     def land(content: str, name: str = "daily.csv") -> None:
@@ -100,7 +100,7 @@ def test_watcher_sends_each_content_once_and_says_so_for_a_repeat(tmp_path, monk
         time.sleep(0.5)  # several polls
 
     stop = threading.Event()
-    watcher = threading.Thread(target=deployments_module.watch_incoming, args=(tmp_path, stop))
+    watcher = threading.Thread(target=triggers_module.watch_incoming, args=(tmp_path, stop))
     watcher.start()
     land("species\nAdelie\n")  # waits for its run for several polls
     path.unlink()  # its run took it

@@ -1,14 +1,16 @@
-"""Serve the pipeline as Prefect deployments: on a schedule, and when new data lands.
+"""The triggers: what starts a pipeline run without a person, as Prefect deployments served
+(or published to a work pool): on a schedule, when new data lands, when the monitor finds
+drift, and on demand. (The deploy *stage*, putting a promoted model in service, is `deploy.py`.)
 
     make level2-deploy          (needs the local Prefect server: `make level2-up` starts both)
-    python -m level2_pipelines.deployments [--publish | --watch]
+    python -m level2_pipelines.triggers [--publish | --watch]
 
 - `penguins-training/nightly`: a cron schedule (LEVEL2_RETRAIN_CRON, default 03:00 daily).
 - `penguins-training/on-new-data`: a deployment trigger on the custom event
   `penguins.batch.landed`. Prefect has no file sensor, so a small watcher here polls the
   incoming folder and emits that event (with the file's name) for each new CSV or Parquet
   file; Prefect's automation then starts a flow run on that file of the incoming folder.
-  With the warm worker ready (`make level2-up` starts it; `warm.py`), the watcher hands the
+  With the warm worker ready (`make level2-up` starts it; `ops/warm.py`), the watcher hands the
   file to it instead, which starts the run at once and without a fresh process's imports
   (~10-15 s): a deployment run always starts a fresh process, after the runner's next poll.
   The event is sent all the same, labelled `penguins.batch.route: warm-worker` and naming the
@@ -43,10 +45,10 @@ from prefect.events import DeploymentEventTrigger, emit_event
 from prefect.runner.storage import LocalStorage
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from level2_pipelines import warm
 from level2_pipelines.monitor import DRIFT_DETECTED, drift_monitor
+from level2_pipelines.ops import warm_runs
+from level2_pipelines.ops.local_servers import local_prefect_server
 from level2_pipelines.pipeline import training_pipeline
-from level2_pipelines.run import local_prefect_server
 from level2_pipelines.settings import Settings
 
 BATCH_LANDED = "penguins.batch.landed"
@@ -111,11 +113,11 @@ def hand_over(name: str, digest: str) -> str:
     resource = {"prefect.resource.id": f"penguins.batch.{digest[:12]}", ROUTE: "deployment"}
     related = []
     taken_by = "for the on-new-data deployment"
-    worker, _ = warm.ready_worker(Settings())
+    worker, _ = warm_runs.ready_worker(Settings())
     future = None
     if worker is not None:
         try:
-            future = warm.warm_training.delay(incoming_name=name)
+            future = warm_runs.warm_training.delay(incoming_name=name)
         except Exception as error:  # the watcher must go on: the deployment takes this one
             print(f"level 2 watcher: the warm worker could not take {name} ({error})")
     if future is not None:

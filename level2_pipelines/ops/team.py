@@ -1,7 +1,7 @@
 """Team mode: level 2 on the servers a team runs, started here on one machine.
 
     make team-up | team-status | team-run | team-down
-    python -m level2_pipelines.team up | status | run | down [--drop-databases]
+    python -m level2_pipelines.ops.team up | status | run | down [--drop-databases]
 
 By default level 2 keeps everything within one person's reach: SQLite files for MLflow and the
 prediction log, a temporary Prefect API, a run in the process that asked for it. A team that
@@ -18,7 +18,7 @@ outgrows one laptop moves to servers, with the same code and other settings:
 - the level 2 service following `champion` through the tracking server;
 - Prometheus scraping the service's `/metrics`, when its binary is installed.
 
-Only environment variables differ from embedded mode (`environment()` lists them): the
+Only environment variables differ from embedded mode (`team_settings.environment()` lists them): the
 pipeline, the service and the monitor do not know which mode they run in. PostgreSQL's
 address comes from LEVEL2_TEAM_PG_* (default: 127.0.0.1:5432, user postgres, no password);
 a password goes to the processes in PGPASSWORD / PREFECT_SERVER_DATABASE_PASSWORD, never on a
@@ -27,7 +27,6 @@ under state/team/servers/ and stops with its whole process group.
 """
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -35,156 +34,20 @@ import time
 from pathlib import Path
 
 import httpx
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from level2_pipelines.local_servers import (
-    BIN_DIR,
-    MLFLOW_SERVER_ENV,
-    Processes,
-    mlflow_server,
-    prefect_server,
+from level2_pipelines.ops.processes import BIN_DIR, MLFLOW_SERVER_ENV, mlflow_server, prefect_server
+from level2_pipelines.ops.team_postgres import (
+    DATABASES,
+    drop_databases,
+    ensure_databases,
+    postgres_problem,
 )
+from level2_pipelines.ops.team_settings import TeamSettings, environment
 from level2_pipelines.settings import Settings
-from shared.paths import state_dir
 
 PROMETHEUS_INSTALL = "apt install prometheus (Debian/Ubuntu; the binary is enough, no service)"
-DATABASES = ("mlflow", "prefect", "predictions")
 RUN_TIMEOUT_S = 600.0
-CODE_ROOT = Path(__file__).resolve().parents[1]  # the folder the package is imported from
-
-
-class TeamSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LEVEL2_TEAM_")
-
-    state_dir: Path = Field(default_factory=lambda: state_dir() / "team")
-    pg_host: str = "127.0.0.1"
-    pg_port: int = 5432
-    pg_user: str = "postgres"
-    pg_password: SecretStr | None = None
-    pg_admin_db: str = "postgres"  # where `CREATE DATABASE` is sent from
-    db_prefix: str = Field(default="penguins", pattern=r"^[a-z][a-z0-9_]*$")
-    prefect_port: int = 4210
-    mlflow_port: int = 5010
-    service_port: int = 8012
-    prometheus_port: int = 9090
-    workers: int = Field(default=2, ge=1)
-    work_pool: str = "penguins-pool"
-    # How often an idle worker asks for runs (Prefect's default, 10 s, is a long wait in a demo).
-    worker_poll_s: float = Field(default=2.0, gt=0)
-
-    def database(self, purpose: str) -> str:
-        return f"{self.db_prefix}_{purpose}"
-
-    def database_uri(self, purpose: str, driver: str = "postgresql+psycopg") -> str:
-        """A SQLAlchemy URI without the password: processes get it from PGPASSWORD."""
-        return f"{driver}://{self.pg_user}@{self.pg_host}:{self.pg_port}/{self.database(purpose)}"
-
-    @property
-    def mlflow_url(self) -> str:
-        return f"http://127.0.0.1:{self.mlflow_port}"
-
-    @property
-    def prefect_api_url(self) -> str:
-        return f"http://127.0.0.1:{self.prefect_port}/api"
-
-    @property
-    def service_url(self) -> str:
-        return f"http://127.0.0.1:{self.service_port}"
-
-    @property
-    def prometheus_url(self) -> str:
-        return f"http://127.0.0.1:{self.prometheus_port}"
-
-    @property
-    def level2_state_dir(self) -> Path:
-        """The level 2 state folder in team mode: token, incoming/, batches, monitor reports."""
-        return self.state_dir / "level2"
-
-    @property
-    def processes(self) -> Processes:
-        return Processes(self.state_dir / "servers")
-
-
-def environment(team: TeamSettings) -> dict[str, str]:
-    """This process's environment plus what makes level 2 run in team mode: the settings the
-    pipeline, the service and the monitor read, pointed at the servers."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "LEVEL2_STATE_DIR": str(team.level2_state_dir),
-            "LEVEL2_TRACKING_URI": team.mlflow_url,
-            "LEVEL2_PREDICTION_LOG_URI": team.database_uri("predictions"),
-            "LEVEL2_WORK_POOL": team.work_pool,
-            "LEVEL2_PORT": str(team.service_port),
-            "PREFECT_API_URL": team.prefect_api_url,
-            "PREFECT_HOME": str(team.state_dir / "prefect"),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_WORKER_QUERY_SECONDS": str(team.worker_poll_s),
-        }
-    )
-    if team.pg_password is not None:
-        env["PGPASSWORD"] = team.pg_password.get_secret_value()  # libpq reads it (psycopg)
-    return env
-
-
-# --- PostgreSQL -------------------------------------------------------------------------------
-
-
-def connect(team: TeamSettings, database: str | None = None):
-    import psycopg
-
-    return psycopg.connect(
-        host=team.pg_host,
-        port=team.pg_port,
-        user=team.pg_user,
-        password=team.pg_password.get_secret_value() if team.pg_password else None,
-        dbname=database or team.pg_admin_db,
-        autocommit=True,  # CREATE/DROP DATABASE cannot run inside a transaction
-        connect_timeout=5,
-    )
-
-
-def postgres_problem(team: TeamSettings) -> str | None:
-    """Why PostgreSQL cannot be used (None: it can), in one line without the password."""
-    import psycopg
-
-    try:
-        with connect(team) as connection:
-            connection.execute("SELECT 1")
-    except psycopg.Error as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return (
-            f"PostgreSQL at {team.pg_host}:{team.pg_port} (user {team.pg_user}) "
-            f"is not usable: {first}"
-        )
-    return None
-
-
-def ensure_databases(team: TeamSettings) -> list[str]:
-    """Create the team's databases that do not exist yet. Returns the ones created."""
-    from psycopg import sql
-
-    created = []
-    with connect(team) as connection:
-        for purpose in DATABASES:
-            name = team.database(purpose)
-            found = connection.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
-            ).fetchone()
-            if found is None:
-                connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                created.append(name)
-    return created
-
-
-def drop_databases(team: TeamSettings) -> None:
-    from psycopg import sql
-
-    with connect(team) as connection:
-        for purpose in DATABASES:
-            name = sql.Identifier(team.database(purpose))
-            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+CODE_ROOT = Path(__file__).resolve().parents[2]  # the folder the package is imported from
 
 
 # --- The processes ----------------------------------------------------------------------------
@@ -261,7 +124,7 @@ def commands(team: TeamSettings) -> dict[str, tuple[list[str], str | None, dict[
             env,
         )
     found["watcher"] = (
-        [sys.executable, "-m", "level2_pipelines.deployments", "--watch"],
+        [sys.executable, "-m", "level2_pipelines.triggers", "--watch"],
         None,
         env,
     )
@@ -324,10 +187,8 @@ def wait_for_workers(team: TeamSettings) -> None:
 
 def publish(team: TeamSettings) -> None:
     """Register the deployments on the team's Prefect server, on the pool: continuous delivery
-    does the same from CI (`python -m level2_pipelines.deployments --publish`)."""
-    result = subprocess_run(
-        [sys.executable, "-m", "level2_pipelines.deployments", "--publish"], team
-    )
+    does the same from CI (`python -m level2_pipelines.triggers --publish`)."""
+    result = subprocess_run([sys.executable, "-m", "level2_pipelines.triggers", "--publish"], team)
     names = [line.split("deployment ", 1)[1] for line in result if "deployment " in line]
     print(f"deployments: {len(names)} published to pool {team.work_pool}")
 
