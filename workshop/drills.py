@@ -68,7 +68,6 @@ def rollback(card: Scorecard) -> None:
     card.train_everything()
     with card.lab.services() as urls:
         card.probe_new_data_and_rollback(urls)
-    card.rows = [row for row in card.rows if row[0] == "rollback"]
 
 
 def drift(card: Scorecard) -> None:
