@@ -10,7 +10,8 @@ from shared.paths import state_dir
 from workshop.lab import Lab
 from workshop.scorecard.cells import failed_step
 from workshop.scorecard.render import write_reports
-from workshop.scorecard.run import Scorecard
+from workshop.scorecard.runner import run
+from workshop.scorecard.table import Scorecard
 
 
 def main() -> None:
@@ -25,7 +26,7 @@ def main() -> None:
     out = state_dir() / "scorecard"
     card = Scorecard(Lab(out / "lab"), say)
     try:
-        card.run(quick=args.quick)
+        run(card, quick=args.quick)
     except subprocess.CalledProcessError as error:
         sys.exit(f"scorecard: {failed_step(error)}")
     when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {time.perf_counter() - started:.0f} s"
