@@ -14,7 +14,7 @@ from shared.contract import INVALID_EXAMPLES
 from tests.scorecard_fakes import FakeLab
 from workshop.drills import DRILLS, run_drill
 from workshop.lab import Lab, ServiceFailed
-from workshop.scorecard.cells import LEVELS
+from workshop.scorecard.cells import LEVELS, failed_service
 
 DRILL_NAMES = ["bad-data", "regression", "bad-request", "rollback", "drift"]
 NARRATED = re.compile(r"^-- ", re.MULTILINE)
@@ -244,3 +244,16 @@ def test_lab_services_name_the_level_whose_service_did_not_start(tmp_path):
         lab.services(("level 0",)),
     ):
         pass
+
+
+def test_failed_service_keeps_which_service_and_its_last_words():
+    """A long server log is cut to its first line (which service) and its last eight."""
+    log = "\n".join(f"line {n}" for n in range(40))
+    error = ServiceFailed(
+        f"level 1's service did not start: level1_devops.serve exited early:\n{log}"
+    )
+
+    said = failed_service(error).splitlines()
+
+    assert said[0] == "level 1's service did not start: level1_devops.serve exited early:"
+    assert said[1:] == [f"line {n}" for n in range(32, 40)]

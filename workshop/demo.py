@@ -30,8 +30,8 @@ import httpx
 
 from shared.contract import EXAMPLE_PAYLOAD, INVALID_EXAMPLES
 from shared.paths import state_dir
-from workshop.lab import Lab
-from workshop.scorecard.cells import LEVELS, failed_step
+from workshop.lab import Lab, ServiceFailed
+from workshop.scorecard.cells import LEVELS, failed_service, failed_step
 from workshop.scorecard.render import write_reports
 from workshop.scorecard.runner import new_data_and_rollback, probe_services
 from workshop.scorecard.scenarios import serving
@@ -238,6 +238,8 @@ def main() -> None:
         text = run_demo(demo, Lab(out / "lab"), args.new_data)
     except subprocess.CalledProcessError as error:
         sys.exit(f"demo: {failed_step(error)}")
+    except ServiceFailed as error:
+        sys.exit(f"demo: {failed_service(error)}")
     print("\n" + text)
     skipped = SKIPPED_ROWS if args.new_data else f"new data, rollback, {SKIPPED_ROWS}"
     print(f"Not in this table: {skipped}.")

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from shared.contract import INVALID_EXAMPLES
 from shared.paths import state_dir
 from workshop.lab import Lab, ServiceFailed
-from workshop.scorecard import LEVELS, Row, Scorecard, failed_step, service_probes
+from workshop.scorecard import LEVELS, Row, Scorecard, service_probes
+from workshop.scorecard.cells import failed_service, failed_step
 from workshop.scorecard.runner import new_data_and_rollback
 from workshop.scorecard.scenarios import bad_requests, corrupted, worse_model
 from workshop.scorecard.scenarios import drift as drift_scenario
@@ -110,7 +111,7 @@ def run_drill(name: str, lab: Lab) -> int:
         command = " ".join(str(a) for a in error.cmd[1:])
         return failed(name, f"a level's command did not finish: python {command}")
     except ServiceFailed as error:
-        return failed(name, tail(str(error)))
+        return failed(name, failed_service(error))
     print(f"\n== verdict: {capability}")
     for level in LEVELS:
         print(f"   {level}: {cells[level]}")
@@ -120,12 +121,6 @@ def run_drill(name: str, lab: Lab) -> int:
 def failed(name: str, why: str) -> int:
     print(f"drill {name}: {why}", file=sys.stderr, flush=True)
     return 1
-
-
-def tail(text: str, lines: int = 8) -> str:
-    """The first line of a message (what failed) and its last `lines` (what it said last)."""
-    said = text.strip().splitlines()
-    return "\n".join(said if len(said) <= lines + 1 else [said[0], *said[-lines:]])
 
 
 def main() -> None:

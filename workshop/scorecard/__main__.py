@@ -7,8 +7,8 @@ import time
 from datetime import UTC, datetime
 
 from shared.paths import state_dir
-from workshop.lab import Lab
-from workshop.scorecard.cells import failed_step
+from workshop.lab import Lab, ServiceFailed
+from workshop.scorecard.cells import failed_service, failed_step
 from workshop.scorecard.render import write_reports
 from workshop.scorecard.runner import run
 from workshop.scorecard.table import Scorecard
@@ -29,6 +29,8 @@ def main() -> None:
         run(card, quick=args.quick)
     except subprocess.CalledProcessError as error:
         sys.exit(f"scorecard: {failed_step(error)}")
+    except ServiceFailed as error:
+        sys.exit(f"scorecard: {failed_service(error)}")
     when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {time.perf_counter() - started:.0f} s"
     text = write_reports(out, card.rows, card.latency, when)
     print("\n" + text)
