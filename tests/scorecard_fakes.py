@@ -7,6 +7,7 @@ import json
 import pickle
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -21,7 +22,7 @@ from fastapi import FastAPI, Header, HTTPException
 from fastapi.responses import PlainTextResponse
 
 from shared.servers import free_port
-from workshop.lab import Lab
+from workshop.lab import SERVICES, Lab, ServiceFailed
 from workshop.scorecard import Cell, Scorecard
 
 CLASSES = ("Adelie", "Chinstrap", "Gentoo")
@@ -78,12 +79,17 @@ class FakeLab(Lab):
             "level 2 monitor: report /lab/drift.html (MLflow run monitor1)\n"
         )
         self.feedback: dict[str, str] = {}  # prediction id -> species, as level 2 keeps them
+        # A call (as `calls` logs it) that fails as the level's command would: with its error.
+        self.failing: dict[str, subprocess.CalledProcessError] = {}
+        self.service_fails: str | None = None  # a level whose service does not start
         (self.root / "level2" / "admin_token").write_text("fake-token")
         self._calls_lock = threading.Lock()
 
     def log(self, call: str) -> None:
         with self._calls_lock:
             self.calls.append(call)
+        if call in self.failing:
+            raise self.failing[call]
 
     def registry(self) -> FakeRegistry:  # never a real MLflow store, not even by accident
         return self.store
@@ -131,7 +137,9 @@ class FakeLab(Lab):
     def run_level2(self, *args: str, extra_env=None) -> subprocess.CompletedProcess:
         self.log("level 2 run")
         self.level2_calls.append(args)
-        return self.level2(args)
+        result = self.level2(args)
+        result.args = [sys.executable, "-m", "level2_pipelines.run", *args]  # as the lab's
+        return result
 
     def run(self, *args: str, extra_env=None, check: bool = True, lab_env: bool = True):
         if args[:2] == ("level2_pipelines.registry", "rollback"):
@@ -158,6 +166,12 @@ class FakeLab(Lab):
 
     @contextmanager
     def services(self, levels=("level 0", "level 1", "level 2")) -> Iterator[dict[str, str]]:
+        if self.service_fails in levels:
+            module = SERVICES[self.service_fails][0]
+            raise ServiceFailed(
+                f"{self.service_fails}'s service did not start: {module} exited early:\n"
+                "OSError: [Errno 98] address already in use"
+            )
         with fake_services(self, self.champion, self.follow, levels) as urls:
             self.ports.update({lv: int(url.rsplit(":", 1)[1]) for lv, url in urls.items()})
             yield urls

@@ -33,6 +33,15 @@ from workshop.scorecard import (
     probe_endpoints,
     probe_knowledge,
 )
+from workshop.scorecard.runner import new_data_and_rollback
+from workshop.scorecard.scenarios import (
+    corrupted,
+    drift,
+    level_tests,
+    reproducible,
+    training,
+    worse_model,
+)
 
 
 class Strict(BaseModel):
@@ -73,7 +82,7 @@ def poster(app: FastAPI):
 def few_birds(monkeypatch):
     """Five held-out birds instead of 69: the probes read them the same, in a fifth of the time."""
     few = held_out_rows().head(5)
-    monkeypatch.setattr("workshop.scorecard.run.held_out_rows", lambda: few)
+    monkeypatch.setattr("workshop.scorecard.table.held_out_rows", lambda: few)
 
 
 def test_bad_request_cell_follows_the_service():
@@ -129,7 +138,7 @@ def test_new_data_cell_is_a_gap_when_the_gate_keeps_the_champion(tmp_path):
     card = quiet(lab)
 
     with fake_services(lab, lab.champion) as urls:
-        card.probe_new_data_and_rollback(urls)
+        new_data_and_rollback(card, urls)
 
     level2 = cells_of(card, "new data arrives")["level 2"]
     assert level2.ok is False
@@ -145,7 +154,7 @@ def test_new_data_wait_ends_at_its_bound_when_the_service_never_follows(tmp_path
     start = time.monotonic()
 
     with fake_services(lab, lambda: "1") as urls:
-        card.probe_new_data_and_rollback(urls)
+        new_data_and_rollback(card, urls)
 
     level2 = cells_of(card, "new data arrives")["level 2"]
     assert level2.ok is False
@@ -160,7 +169,7 @@ def test_new_data_cell_times_a_new_champion_served(tmp_path):
     card = quiet(lab)
 
     with fake_services(lab, lab.champion) as urls:
-        card.probe_new_data_and_rollback(urls)
+        new_data_and_rollback(card, urls)
 
     level2 = cells_of(card, "new data arrives")["level 2"]
     assert level2.ok is True
@@ -176,7 +185,7 @@ def test_new_data_cells_of_levels_0_and_1_follow_their_services(tmp_path):
         lab = trained_lab(tmp_path / str(follow))
         card = quiet(lab)
         with fake_services(lab, lab.champion, follow=follow) as urls:
-            card.probe_new_data_and_rollback(urls)
+            new_data_and_rollback(card, urls)
         cells[follow] = cells_of(card, "new data arrives")
 
     assert cells[True]["level 0"].ok is True and cells[True]["level 1"].ok is True
@@ -196,22 +205,18 @@ def test_drift_cells_follow_what_each_service_shows(tmp_path):
     card = quiet(lab)
 
     with fake_services(lab, lab.champion) as urls:
-        card.probe_drift(urls)
+        (_, noticed), (_, accuracy) = drift.observe(card, urls)
 
-    drift, accuracy = (
-        cells_of(card, "drift in served traffic"),
-        cells_of(card, "live accuracy known"),
-    )
     assert (
-        drift["level 2"].ok is True
-        and "v2, trained on 200 confirmed birds" in drift["level 2"].text
+        noticed["level 2"].ok is True
+        and "v2, trained on 200 confirmed birds" in noticed["level 2"].text
     )
     assert lab.level2_calls[-1] == ("--drift-run-id", "monitor1")
     assert len(lab.feedback) == 200
     assert accuracy["level 2"].ok is True and "on 200 confirmed birds" in accuracy["level 2"].text
     for level in ("level 0", "level 1"):
-        assert drift[level].ok is False and "GET /metrics 404" in drift[level].text
-        assert "200 of 200 drifted requests answered" in drift[level].text
+        assert noticed[level].ok is False and "GET /metrics 404" in noticed[level].text
+        assert "200 of 200 drifted requests answered" in noticed[level].text
         assert accuracy[level].ok is False and "POST /feedback 404" in accuracy[level].text
 
 
@@ -224,9 +229,9 @@ def test_drift_cell_of_level2_is_a_gap_when_the_monitor_finds_nothing(tmp_path):
     card = quiet(lab)
 
     with fake_services(lab, lab.champion) as urls:
-        card.probe_drift(urls)
+        (_, noticed), _ = drift.observe(card, urls)
 
-    level2 = cells_of(card, "drift in served traffic")["level 2"]
+    level2 = noticed["level 2"]
     assert level2.ok is False and level2.text.startswith("not detected: level 2 monitor: clean")
     assert lab.level2_calls == []
 
@@ -242,7 +247,7 @@ def test_rollback_wait_ends_at_its_bound_when_the_service_never_follows(tmp_path
     card.serve_wait_s = 1.0
 
     with fake_services(lab, lambda: "2") as urls:
-        card.probe_new_data_and_rollback(urls)
+        new_data_and_rollback(card, urls)
 
     level2 = cells_of(card, "rollback")["level 2"]
     assert level2.ok is False
@@ -257,7 +262,7 @@ def test_rollback_cell_of_level0_looks_for_the_previous_pickle(tmp_path):
     card = quiet(lab)
 
     with fake_services(lab, lab.champion) as urls:
-        card.probe_new_data_and_rollback(urls)
+        new_data_and_rollback(card, urls)
 
     level0 = cells_of(card, "rollback")["level 0"]
     assert level0.ok is not False
@@ -273,9 +278,9 @@ def test_corrupted_batch_cell_names_a_store_error_instead_of_blocked(tmp_path):
     lab.level2 = crash("sqlite3.OperationalError: database is locked")
     card = quiet(lab)
 
-    card.probe_bad_data()
+    _, cells = corrupted.observe(card)
 
-    level2 = cells_of(card, "a corrupted training batch")["level 2"]
+    level2 = cells["level 2"]
     assert level2.ok is not True
     assert "blocked" not in level2.text
     assert "sqlite3.OperationalError: database is locked" in level2.text
@@ -297,12 +302,10 @@ def test_corrupted_batch_cell_is_blocked_only_with_the_batch_quarantined(tmp_pat
     lab.level2 = refusal(quarantine)
     card = quiet(lab)
 
-    card.probe_bad_data()
-    without = cells_of(card, "a corrupted training batch")["level 2"]
+    without = corrupted.observe(card)[1]["level 2"]
     quarantine.mkdir(parents=True)
     (quarantine / "failed_expectations.txt").write_text("body_mass_g\n")
-    card.probe_bad_data()
-    with_folder = cells_of(card, "a corrupted training batch")["level 2"]
+    with_folder = corrupted.observe(card)[1]["level 2"]
 
     assert without.ok is not True and "quarantine" in without.text
     assert with_folder.ok is True
@@ -316,9 +319,9 @@ def test_worse_model_cell_names_a_crash_instead_of_an_earlier_rejection(tmp_path
     lab.level2 = crash("mlflow.exceptions.MlflowException: the store is read-only")
     card = quiet(lab)
 
-    card.probe_worse_model()
+    _, cells = worse_model.observe(card)
 
-    level2 = cells_of(card, "a worse model")["level 2"]
+    level2 = cells["level 2"]
     assert level2.ok is not True
     assert "blocked" not in level2.text
     assert "the store is read-only" in level2.text
@@ -330,9 +333,9 @@ def test_worse_model_cell_blocked_by_this_runs_rejection(tmp_path):
     lab.level2 = lambda args: lab.store.register(gate="rejected")
     card = quiet(lab)
 
-    card.probe_worse_model()
+    _, cells = worse_model.observe(card)
 
-    level2 = cells_of(card, "a worse model")["level 2"]
+    level2 = cells["level 2"]
     assert level2.ok is True
     assert level2.text == "blocked by the gate: macro F1 0.461 is below the floor 0.9"
 
@@ -343,9 +346,9 @@ def test_worse_model_cell_shows_a_level2_whose_gate_lets_it_through(tmp_path):
     lab.level2 = lambda args: lab.store.register(gate="passed")
     card = quiet(lab)
 
-    card.probe_worse_model()
+    _, cells = worse_model.observe(card)
 
-    level2 = cells_of(card, "a worse model")["level 2"]
+    level2 = cells["level 2"]
     assert level2.ok is False
     assert level2.text == "PROMOTED: v2 is the champion"
 
@@ -355,9 +358,8 @@ def test_worse_model_cells_of_levels_0_and_1_come_from_what_was_written(tmp_path
     lab = trained_lab(tmp_path)
     card = quiet(lab)
 
-    card.probe_worse_model()
+    _, cells = worse_model.observe(card)
 
-    cells = cells_of(card, "a worse model")
     assert cells["level 0"].text.startswith("notebook wrote model.pkl")
     assert (lab.root / "level1" / "worse-serving" / "card.json").is_file()
     assert cells["level 1"].text.startswith("hand-off took it")
@@ -370,7 +372,7 @@ def test_train_everything_forces_the_second_level2_run(tmp_path):
     """The same batch twice is skipped by level 2 unless forced: the second run passes --force."""
     lab = FakeLab(tmp_path / "lab")
 
-    quiet(lab).train_everything()
+    training.train_everything(quiet(lab))
 
     assert lab.level2_calls == [(), ("--force",)]
 
@@ -381,11 +383,10 @@ def test_reproducibility_cell_compares_level2_fingerprint_tags(tmp_path):
     fingerprints = iter(["aaaa", "bbbb"])
     lab.level2 = lambda args: lab.store.register(fingerprint=next(fingerprints))
     card = quiet(lab)
-    card.train_everything()
+    training.train_everything(card)
 
-    card.probe_reproducibility()
+    _, cells = reproducible.observe(card)
 
-    cells = cells_of(card, "reproducible training (two runs)")
     assert cells["level 2"].ok is False
     assert cells["level 2"].text == "registry v1 and v2: fingerprints differ"
     assert "metrics.json records accuracy, macro_f1" in cells["level 0"].text
@@ -401,9 +402,8 @@ def test_tests_cell_of_level0_counts_what_pytest_finds(tmp_path):
     }
     card = quiet(lab)
 
-    card.probe_tests(quick=False)
+    _, cells = level_tests.observe(card, quick=False)
 
-    cells = cells_of(card, "tests that guard the level")
     assert str(cells["level 0"]) == "✓ 3 passed"
 
 
@@ -423,7 +423,7 @@ def test_worse_model_cell_of_a_real_level2_without_its_gate(tmp_path):
     }
     card = Scorecard(Lab(tmp_path / "lab", extra_env=no_gate), lambda message: None)
 
-    cell = card.worse_model_level2(card.shuffled_batch(shuffled_share=0.35))
+    cell = worse_model.level2(card, worse_model.batch(card.lab, shuffled_share=0.35))
 
     assert cell.ok is False
     assert cell.text == "PROMOTED: v1 is the champion"
@@ -431,13 +431,11 @@ def test_worse_model_cell_of_a_real_level2_without_its_gate(tmp_path):
 
 def test_tests_cell_names_the_first_test_that_failed():
     """A red suite says which test failed first, from pytest's own short summary."""
-    from workshop.scorecard.probes import tests_cell
-
     output = (
         "..F.\nFAILED level2_pipelines/tests/flows/test_warm.py::test_x - AssertionError\n"
         "1 failed, 3 passed in 1.00s\n"
     )
 
-    cell = tests_cell(1, output, collect_only=False)
+    cell = level_tests.tests_cell(1, output, collect_only=False)
 
     assert cell.ok is False and cell.text == "1 failed, 3 passed (first: test_x)"

@@ -12,7 +12,8 @@ from tests.scorecard_fakes import FakeLab, cells_of, quiet
 from workshop.demo import Narrator, run_demo
 from workshop.lab import held_out_rows
 from workshop.scorecard.cells import LEVELS, NEW_DATA, ROW_ORDER
-from workshop.scorecard.run import side_by_side
+from workshop.scorecard.runner import run
+from workshop.scorecard.table import side_by_side
 
 PYTEST_SAYS = {
     "level0_notebook": "no tests ran in 0.01s\n",
@@ -25,7 +26,7 @@ PYTEST_SAYS = {
 def few_birds(monkeypatch):
     """Five held-out birds instead of 69: the probes read them the same, in a fifth of the time."""
     few = held_out_rows().head(5)
-    monkeypatch.setattr("workshop.scorecard.run.held_out_rows", lambda: few)
+    monkeypatch.setattr("workshop.scorecard.table.held_out_rows", lambda: few)
 
 
 def test_side_by_side_runs_the_levels_at_once():
@@ -68,7 +69,7 @@ def test_run_fills_every_row_for_every_level(tmp_path):
     card = quiet(lab)
     card.load_seconds, card.drift_window = 0.2, 20  # a short load, a small drifted window
 
-    card.run()
+    run(card)
 
     names = [name for name, _ in card.rows]
     assert len(names) == len(ROW_ORDER)
@@ -94,7 +95,7 @@ def test_run_starts_the_levels_tests_before_level2_trains(tmp_path):
     card = quiet(lab)
     card.load_seconds, card.drift_window = 0.2, 20  # a short load, a small drifted window
 
-    card.run()
+    run(card)
 
     assert seen[0] is True
 
@@ -109,7 +110,7 @@ def test_run_new_data_cells_follow_the_services(tmp_path):
         lab.follow = follow
         card = quiet(lab)
         card.load_seconds, card.drift_window = 0.2, 20
-        card.run()
+        run(card)
         cells[follow] = cells_of(card, NEW_DATA)
 
     assert [cells[False][lv].ok for lv in ("level 0", "level 1")] == [False, False]

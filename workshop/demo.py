@@ -30,10 +30,12 @@ import httpx
 
 from shared.contract import EXAMPLE_PAYLOAD, INVALID_EXAMPLES
 from shared.paths import state_dir
-from workshop.lab import Lab
-from workshop.scorecard.cells import LEVELS, NEW_DATA, ROLLBACK, failed_step
+from workshop.lab import Lab, ServiceFailed
+from workshop.scorecard.cells import LEVELS, failed_service, failed_step
 from workshop.scorecard.render import write_reports
-from workshop.scorecard.run import Scorecard
+from workshop.scorecard.runner import new_data_and_rollback, probe_services
+from workshop.scorecard.scenarios import serving
+from workshop.scorecard.table import Scorecard
 
 LOAD_SECONDS = 1.0  # per service: enough for a figure to compare, short enough for a demo
 SKIPPED_ROWS = (
@@ -162,7 +164,7 @@ def compare(demo: Narrator, card: Scorecard, urls: dict[str, str]) -> None:
         ]
         print(f"         {example.name:<16}" + "".join(f"{s:>10}" for s in statuses))
     print()
-    card.probe_services(urls)
+    probe_services(card, urls)
 
 
 def new_data(demo: Narrator, card: Scorecard, urls: dict[str, str]) -> None:
@@ -171,9 +173,7 @@ def new_data(demo: Narrator, card: Scorecard, urls: dict[str, str]) -> None:
         "each level retrains on 200 new birds as its README says: does the service follow by "
         "itself? Then: can the level go back?",
     )
-    card.probe_rollback(urls, card.probe_new_data(urls))
-    for capability in (NEW_DATA, ROLLBACK):
-        cells = card.cells[capability]
+    for capability, cells in new_data_and_rollback(card, urls):
         print(f"         {capability}:")
         for level in LEVELS:
             print(f"           {level}: {cells[level]}")
@@ -185,7 +185,7 @@ def scorecard(demo: Narrator, card: Scorecard, out: Path) -> str:
         "the same probes against every level, read from this demo's levels and services, and "
         f"a short load ({LOAD_SECONDS:g} s per service, 8 clients) on each",
     )
-    card.probe_latencies()
+    card.add(serving.observe(card))
     when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `make demo` in {demo.elapsed():.0f} s"
     return write_reports(out, card.rows, card.latency, when)
 
@@ -238,6 +238,8 @@ def main() -> None:
         text = run_demo(demo, Lab(out / "lab"), args.new_data)
     except subprocess.CalledProcessError as error:
         sys.exit(f"demo: {failed_step(error)}")
+    except ServiceFailed as error:
+        sys.exit(f"demo: {failed_service(error)}")
     print("\n" + text)
     skipped = SKIPPED_ROWS if args.new_data else f"new data, rollback, {SKIPPED_ROWS}"
     print(f"Not in this table: {skipped}.")

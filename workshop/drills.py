@@ -6,109 +6,128 @@ with a one-line verdict per level.
     make drill-drift)
 
 Each drill works in its own lab folder, state/drills/<drill>/, and leaves the levels' own
-state (state/level0, level1, level2) as it found it.
+state (state/level0, level1, level2) as it found it. A drill whose level fails (a command that
+exits with an error, a service that does not start) stops there, names that step and what it
+said, and exits with 1.
 """
 
 import argparse
 import subprocess
 import sys
+from collections.abc import Callable
 
 from shared.contract import INVALID_EXAMPLES
 from shared.paths import state_dir
-from workshop.lab import Lab
-from workshop.scorecard import (
-    BAD_REQUESTS,
-    DRIFT,
-    LEVELS,
-    Scorecard,
-    failed_step,
-    probe_bad_requests,
-    service_probes,
-)
+from workshop.lab import Lab, ServiceFailed
+from workshop.scorecard import LEVELS, Row, Scorecard, service_probes
+from workshop.scorecard.cells import failed_service, failed_step
+from workshop.scorecard.runner import new_data_and_rollback
+from workshop.scorecard.scenarios import bad_requests, corrupted, worse_model
+from workshop.scorecard.scenarios import drift as drift_scenario
+from workshop.scorecard.table import side_by_side
 
 
 def baseline(card: Scorecard) -> None:
-    """Every level trained once on the shared data, and in service (level 1 handed off)."""
-    card.say("every level trains once on the shared data")
-    card.lab.train_level0()
-    card.first_card = card.card = card.lab.train_level1()
-    card.lab.hand_off_level1()
-    card.lab.run_level2().check_returncode()
+    """Every level trained once on the shared data, and in service (level 1 handed off, level 2
+    promoted), side by side: the levels share no folder in the lab."""
+    card.say("every level trains once on the shared data, side by side")
+
+    def level1() -> None:
+        card.lab.train_level1()
+        card.lab.hand_off_level1()
+
+    side_by_side(
+        {
+            "level 0": card.lab.train_level0,
+            "level 1": level1,
+            "level 2": lambda: card.lab.run_level2().check_returncode(),
+        }
+    )
 
 
-def bad_data(card: Scorecard) -> None:
+def bad_data(card: Scorecard) -> Row:
     baseline(card)
-    card.probe_bad_data()
+    return card.add(corrupted.observe(card))
 
 
-def regression(card: Scorecard) -> None:
+def regression(card: Scorecard) -> Row:
     baseline(card)
-    card.probe_worse_model()
+    return card.add(worse_model.observe(card))
 
 
-def bad_request(card: Scorecard) -> None:
+def bad_request(card: Scorecard) -> Row:
     baseline(card)
     with card.lab.services() as urls:
-        probes = {level: service_probes(url) for level, url in urls.items()}
+        post = {level: service_probes(url)["post"] for level, url in urls.items()}
         card.say(f"{'request':<16}" + "".join(f"{level:>10}" for level in LEVELS))
         for example in INVALID_EXAMPLES:
-            statuses = [probes[level]["post"]("/predict", example.body) for level in LEVELS]
+            statuses = [post[level]("/predict", example.body) for level in LEVELS]
             card.say(
                 f"{example.name:<16}"
                 + "".join(f"{s:>10}" for s in statuses)
                 + f"   ({example.why}; field {example.field})"
             )
-        card.add(
-            VERDICT_ROWS["bad-request"],
-            {level: probe_bad_requests(probes[level]["post"]) for level in LEVELS},
-        )
+        cells = {level: bad_requests.probe_bad_requests(post[level]) for level in LEVELS}
+        return card.add(bad_requests.row(card, cells))
 
 
-def rollback(card: Scorecard) -> None:
-    card.train_everything()
-    with card.lab.services() as urls:
-        card.probe_new_data_and_rollback(urls)
-    card.rows = [row for row in card.rows if row[0] == "rollback"]
-
-
-def drift(card: Scorecard) -> None:
+def rollback(card: Scorecard) -> Row:
+    """New data gives each level a new model to withdraw; the verdict is the withdrawal."""
     baseline(card)
     with card.lab.services() as urls:
-        card.probe_drift(urls)
+        _, withdrawn = new_data_and_rollback(card, urls)
+    return withdrawn
 
 
-DRILLS = {
+def drift(card: Scorecard) -> Row:
+    """Both drift rows are told as they come; the verdict is whether each level noticed."""
+    baseline(card)
+    with card.lab.services() as urls:
+        noticed, accuracy = drift_scenario.observe(card, urls)
+        card.add(noticed)
+        card.add(accuracy)
+    return noticed
+
+
+DRILLS: dict[str, Callable[[Scorecard], Row]] = {
     "bad-data": bad_data,
     "regression": regression,
     "bad-request": bad_request,
     "rollback": rollback,
     "drift": drift,
 }
-VERDICT_ROWS = {
-    "bad-data": "a corrupted training batch",
-    "regression": "a worse model",
-    "bad-request": BAD_REQUESTS,
-    "rollback": "rollback",
-    "drift": DRIFT,
-}
+
+
+def run_drill(name: str, lab: Lab) -> int:
+    """Run one drill in `lab`, narrated on stdout: 0 with its verdict, or 1 with the failed
+    step on stderr (never a traceback: a level failing is what a drill may well meet)."""
+    card = Scorecard(lab, lambda message: print(f"-- {message}", flush=True))
+    print(f"== drill {name}: working in {lab.root}", flush=True)
+    try:
+        capability, cells = DRILLS[name](card)
+    except subprocess.CalledProcessError as error:
+        return failed(name, failed_step(error))
+    except subprocess.TimeoutExpired as error:
+        command = " ".join(str(a) for a in error.cmd[1:])
+        return failed(name, f"a level's command did not finish: python {command}")
+    except ServiceFailed as error:
+        return failed(name, failed_service(error))
+    print(f"\n== verdict: {capability}")
+    for level in LEVELS:
+        print(f"   {level}: {cells[level]}")
+    return 0
+
+
+def failed(name: str, why: str) -> int:
+    print(f"drill {name}: {why}", file=sys.stderr, flush=True)
+    return 1
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run one failure drill against every level.")
     parser.add_argument("drill", choices=sorted(DRILLS))
     name = parser.parse_args().drill
-    folder = state_dir() / "drills" / name
-    card = Scorecard(Lab(folder), lambda message: print(f"-- {message}", flush=True))
-    print(f"== drill {name}: working in {folder}")
-    try:
-        DRILLS[name](card)
-    except subprocess.CalledProcessError as error:
-        sys.exit(f"drill {name}: {failed_step(error)}")
-    print(f"\n== verdict: {VERDICT_ROWS[name]}")
-    for capability, cells in card.rows:
-        if capability == VERDICT_ROWS[name]:
-            for level in LEVELS:
-                print(f"   {level}: {cells[level]}")
+    sys.exit(run_drill(name, Lab(state_dir() / "drills" / name)))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,10 @@ COMMAND_TIMEOUT_S = 600
 EXPERIMENT = "penguins-level2"
 
 
+class ServiceFailed(RuntimeError):
+    """A level's service did not start: which, and what it said before it stopped."""
+
+
 @dataclass
 class Lab:
     root: Path
@@ -252,7 +256,10 @@ class Lab:
             def start(level: str) -> str:
                 module, probe = SERVICES[level]
                 server = running_server(module, self.env, self.ports[level], probe)
-                return stack.enter_context(server)
+                try:
+                    return stack.enter_context(server)
+                except (RuntimeError, TimeoutError) as error:
+                    raise ServiceFailed(f"{level}'s service did not start: {error}") from error
 
             with ThreadPoolExecutor(len(levels)) as pool:
                 urls = dict(zip(levels, pool.map(start, levels), strict=True))

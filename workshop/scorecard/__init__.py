@@ -3,29 +3,30 @@
     python -m workshop.scorecard [--quick]
 
 Each level is trained and served as its own README says, in a lab folder of its own
-(state/scorecard/lab/), then probed: same model, reproducibility, bad requests, endpoints, what
-the service knows, the record of training, a corrupted batch, a worse model, new data,
-rollback, drift in served traffic, live accuracy, tests, latency. Every cell is an observation
-from this run, or says "not measured" and why. Every wait has a deadline and every request a
-timeout. The table is printed, and written as Markdown, JSON and an HTML report with a chart
-under state/scorecard/.
+(state/scorecard/lab/), then meets each scenario: same model, bad requests, endpoints, what
+the service knows, reproducibility, the record of training, a corrupted batch, a worse model,
+new data, rollback, drift in served traffic, live accuracy, tests, latency. Every cell is an
+observation from this run, or says "not measured" and why. Every wait has a deadline and every
+request a timeout. The table is printed, and written as Markdown, JSON and an HTML report with
+a chart under state/scorecard/.
 
     cells.py     what a cell is, the rows' names and order
-    probes.py    how each capability is observed, and how an observation reads as a cell
-    run.py       one run: the levels driven side by side through the lab, phase by phase
+    table.py     the table a run fills, and what its scenarios share (the lab, the bounds)
+    probes.py    what several scenarios observe alike: a service's answers, a level 2 run
+    scenarios/   one module per scenario: how each level is observed, and its row
+    runner.py    one run: the scenarios in order, the levels side by side through the lab
     render.py    Markdown, JSON and HTML
     __main__.py  the command line
 """
 
 from workshop.scorecard.cells import BAD_REQUESTS, DRIFT, LEVELS, Cell, Row, failed_step
-from workshop.scorecard.probes import (
-    probe_bad_requests,
-    probe_endpoints,
-    probe_knowledge,
-    service_probes,
-)
+from workshop.scorecard.probes import service_probes
 from workshop.scorecard.render import html_report, markdown
-from workshop.scorecard.run import Scorecard
+from workshop.scorecard.runner import run
+from workshop.scorecard.scenarios.bad_requests import probe_bad_requests
+from workshop.scorecard.scenarios.endpoints import probe_endpoints
+from workshop.scorecard.scenarios.knowledge import probe_knowledge
+from workshop.scorecard.table import Scorecard
 
 __all__ = [
     "BAD_REQUESTS",
@@ -40,5 +41,6 @@ __all__ = [
     "probe_bad_requests",
     "probe_endpoints",
     "probe_knowledge",
+    "run",
     "service_probes",
 ]

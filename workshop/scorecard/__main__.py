@@ -7,10 +7,11 @@ import time
 from datetime import UTC, datetime
 
 from shared.paths import state_dir
-from workshop.lab import Lab
-from workshop.scorecard.cells import failed_step
+from workshop.lab import Lab, ServiceFailed
+from workshop.scorecard.cells import failed_service, failed_step
 from workshop.scorecard.render import write_reports
-from workshop.scorecard.run import Scorecard
+from workshop.scorecard.runner import run
+from workshop.scorecard.table import Scorecard
 
 
 def main() -> None:
@@ -25,9 +26,11 @@ def main() -> None:
     out = state_dir() / "scorecard"
     card = Scorecard(Lab(out / "lab"), say)
     try:
-        card.run(quick=args.quick)
+        run(card, quick=args.quick)
     except subprocess.CalledProcessError as error:
         sys.exit(f"scorecard: {failed_step(error)}")
+    except ServiceFailed as error:
+        sys.exit(f"scorecard: {failed_service(error)}")
     when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {time.perf_counter() - started:.0f} s"
     text = write_reports(out, card.rows, card.latency, when)
     print("\n" + text)

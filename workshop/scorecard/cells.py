@@ -97,3 +97,10 @@ def failed_step(error: subprocess.CalledProcessError) -> str:
     command = " ".join(str(a) for a in error.cmd[1:])
     tail = "\n".join((error.stderr or error.stdout or "").strip().splitlines()[-8:])
     return f"a level's command failed: python {command}\n{tail}"
+
+
+def failed_service(error: Exception, lines: int = 8) -> str:
+    """A service that did not start: the message's first line (which, and why) and the last
+    `lines` of what it said."""
+    said = str(error).strip().splitlines()
+    return "\n".join(said if len(said) <= lines + 1 else [said[0], *said[-lines:]])
