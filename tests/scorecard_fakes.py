@@ -138,7 +138,7 @@ class FakeLab(Lab):
         self.log("level 2 run")
         self.level2_calls.append(args)
         result = self.level2(args)
-        result.args = [sys.executable, "-m", "level2_pipelines.run", *args]  # as the lab's
+        result.args = [sys.executable, "-m", "level2_pipelines.pipeline_cli", *args]  # as the lab's
         return result
 
     def run(self, *args: str, extra_env=None, check: bool = True, lab_env: bool = True):

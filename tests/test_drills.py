@@ -215,7 +215,7 @@ def test_drill_stops_naming_a_level2_run_that_fails(tmp_path, capsys):
     status, _, err = drill("regression", lab, capsys)
 
     assert status == 1
-    assert "a level's command failed: python -m level2_pipelines.run" in err
+    assert "a level's command failed: python -m level2_pipelines.pipeline_cli" in err
     assert err.rstrip().endswith("sqlite3.OperationalError: database is locked")
 
 

@@ -133,7 +133,7 @@ def show_level2(demo: Narrator, run: subprocess.CompletedProcess) -> None:
         "ingest, validate (Great Expectations), train, evaluate against the champion, register "
         "(MLflow) and promote, in one Prefect flow; the service follows the registry",
     )
-    demo.say("$ python -m level2_pipelines.run")
+    demo.say("$ python -m level2_pipelines.pipeline_cli")
     indented(run.stdout)
 
 
