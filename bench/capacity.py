@@ -30,209 +30,44 @@ import json
 import multiprocessing
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
-
+from bench.capacity_report import Cell, report
+from bench.capacity_setup import (
+    LEVEL2,
+    MLFLOW,
+    MODEL,
+    PROMOTE_AFTER_S,
+    READY_TIMEOUT_S,
+    SWAP_CONCURRENCY,
+    SWAP_SECONDS,
+    Server,
+    cpu_seconds,
+    memory_mb,
+    new_version,
+    process_group,
+    promote_on_cue,
+    start_level2,
+    start_mlflow,
+    started,
+)
 from shared.contract import EXAMPLE_PAYLOAD
 from shared.loadgen import LoadResult, round_robin, run_load
 from shared.paths import state_dir
-from shared.servers import free_port, server_process
 
+MLFLOW_AT = 32
 CONCURRENCY = (1, 8, 32, 64)
-MLFLOW, MLFLOW_AT = "mlflow models serve", 32
-LEVEL2 = {"level 2, 1 worker": 1, "level 2, 2 workers": 2}  # name -> uvicorn workers
-MODEL = "penguins-species"  # what the pipeline registers
-TARGET = ("level 2, 2 workers", 32)
-TARGET_RATIO, TARGET_P99_MS = 60.0, 15.0
-SWAP_CONCURRENCY, SWAP_SECONDS = 8, 8.0
-PROMOTE_AFTER_S = SWAP_SECONDS / 2  # the answers before and after: two equal halves
-READY_TIMEOUT_S = 120.0
-TICK = os.sysconf("SC_CLK_TCK")
 PAYLOAD = json.dumps(EXAMPLE_PAYLOAD).encode()
 MLFLOW_PAYLOAD = json.dumps({"dataframe_records": [EXAMPLE_PAYLOAD]}).encode()
 
 
-@dataclass
-class Server:
-    name: str
-    port: int
-    process: subprocess.Popen
-    workers: int
-    model: str | None = None  # the registered model a level 2 service follows
-    log_uri: str | None = None  # its prediction log
-    metrics_dir: Path | None = None  # its workers' metrics files (several workers only)
-
-    def role(self, pid: int) -> str:
-        """What a process of the server's group is: a uvicorn worker, the supervisor that
-        started them, or multiprocessing's helper; `mlflow models serve`'s CLI or its server."""
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        if self.model is None:
-            return "CLI" if pid == self.process.pid else "server"
-        if self.workers == 1 or b"spawn_main" in command:
-            return "worker"
-        return "supervisor" if pid == self.process.pid else "resource tracker"
-
-
-# --- /proc -----------------------------------------------------------------------------------
-
-
-def _stat(pid: int) -> list[str]:
-    """/proc/PID/stat's fields after the command name (state is [0], ppid [1], pgrp [2])."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def process_group(leader: int) -> list[int]:
-    """Every live process in the group `leader` leads (a server started by server_process)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int(_stat(int(entry.name))[2]) == leader:
-                    found.append(int(entry.name))
-            except (OSError, IndexError, ValueError):  # ended meanwhile
-                continue
-    return sorted(found)
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU the processes used so far."""
-    total = 0.0
-    for pid in pids:
-        fields = _stat(pid)
-        total += (int(fields[11]) + int(fields[12])) / TICK
-    return total
-
-
-def memory_mb(pid: int) -> dict[str, float]:
-    """Resident and proportional set size (shared pages split between their users), MB."""
-
-    def kb(path: str, key: str) -> float:
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(key + ":"):
-                return float(line.split()[1])
-        return float("nan")
-
-    return {
-        "rss_mb": kb(f"/proc/{pid}/status", "VmRSS") / 1024,
-        "pss_mb": kb(f"/proc/{pid}/smaps_rollup", "Pss") / 1024,
-    }
-
-
-# --- starting the servers --------------------------------------------------------------------
-
-
-def served_versions(base_url: str) -> dict[str, float]:
-    """Registry version -> workers serving it, as the service's /metrics shows."""
-    text = httpx.get(f"{base_url}/metrics", timeout=5).text
-    shown = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:  # an Info with one worker, a gauge with several
-            if sample.name == "penguins_served_model_info" and sample.value:
-                shown[sample.labels["version"]] = sample.value
-    return shown
-
-
-def wait_until(condition, what: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {READY_TIMEOUT_S:g} s")
-        time.sleep(0.05)
-
-
-def start_level2(stack: ExitStack, work: Path, name: str, workers: int, model: str) -> Server:
-    port = free_port()
-    log_uri = f"sqlite:///{work / f'predictions-{workers}w.db'}"
-    env = {
-        "LEVEL2_STATE_DIR": str(work),
-        "LEVEL2_PORT": str(port),
-        "LEVEL2_WORKERS": str(workers),
-        "LEVEL2_MODEL_NAME": model,
-        "LEVEL2_PREDICTION_LOG_URI": log_uri,
-    }
-    process = stack.enter_context(server_process("level2_pipelines.serve", env, port, "/ready"))
-    base_url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: httpx.get(f"{base_url}/ready", timeout=5).status_code == 200, name)
-    if workers > 1:
-        all_serving = f"{name}: every worker serving"
-        wait_until(lambda: sum(served_versions(base_url).values()) == workers, all_serving)
-    metrics_dir = work / "worker-metrics" / f"port-{port}" if workers > 1 else None
-    return Server(name, port, process, workers, model, log_uri, metrics_dir)
-
-
-def start_mlflow(stack: ExitStack, work: Path) -> Server:
-    port = free_port()
-    # `mlflow models serve` starts uvicorn by name: the environment's bin/ must be on PATH.
-    env = {
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-        # MLflow's loader refuses skops files unless told to; level 2's `connect` says no in
-        # this process. The model is the one this run just trained.
-        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
-    }
-    args = ("models", "serve", "-m", f"models:/{MODEL}@champion", "--env-manager", "local")
-    args += ("-h", "127.0.0.1", "-p", str(port))
-    process = stack.enter_context(server_process("mlflow", env, port, "/ping", args))
-    base_url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: httpx.get(f"{base_url}/ping", timeout=5).status_code == 200, MLFLOW)
-    return Server(MLFLOW, port, process, workers=1)
-
-
-def started(stack: ExitStack, start) -> tuple[Server, float]:
-    """A server and the seconds from its process start to answering ready."""
-    began = time.perf_counter()
-    server = start(stack)
-    return server, time.perf_counter() - began
-
-
-# --- the registry ----------------------------------------------------------------------------
-
-
-def new_version(client, name: str, like: str) -> str:
-    """A new registry version of `name` with the model and lineage of `like`'s champion."""
-    from level2_pipelines import registry
-
-    champion = registry.version_by_alias(client, like, registry.CHAMPION)
-    tags = {k: v for k, v in champion.tags.items() if k not in {"previous_champion"}}
-    return registry.register(client, name, champion.source, champion.run_id, tags)
-
-
-def promote_on_cue(work: str, name: str, version: str, ready, cue, reply) -> None:
-    """Run in a process of its own, warmed up before the load (MLflow takes seconds to import):
-    when cued, make `version` champion; reply with the time it was done."""
-    from level2_pipelines import registry
-    from level2_pipelines.settings import Settings
-    from level2_pipelines.tracking import connect
-
-    client = connect(Settings(state_dir=Path(work)))
-    current = str(registry.version_by_alias(client, name, registry.CHAMPION).version)
-    ready.set()
-    if cue.wait(timeout=READY_TIMEOUT_S):
-        registry.promote(client, name, version, registry.CHAMPION, current)
-        reply.put(time.time())
-
-
 # --- measuring -------------------------------------------------------------------------------
-
-
-@dataclass
-class Cell:
-    """What one load run of one server cost, beyond its latencies."""
-
-    server_cpu_s: float
-    loadgen_cpu_s: float
-    wall_s: float
-    per_worker: list[int]
 
 
 def measured(server: Server, path: str, body: bytes, seconds: float, cells: dict):
@@ -447,99 +282,6 @@ def main() -> None:
         "bench_s": time.perf_counter() - began,
     }
     report(results, cells, out)
-
-
-def share(cells: list[Cell]) -> str:
-    """How the requests of all rounds split between the workers, busiest first."""
-    if not cells or len(cells[0].per_worker) < 2:
-        return "-"
-    totals = [sum(c.per_worker[i] for c in cells) for i in range(len(cells[0].per_worker))]
-    return " / ".join(f"{100 * n / sum(totals):.0f}%" for n in totals) if sum(totals) else "-"
-
-
-def cores(cells: list[Cell], field: str) -> float:
-    return statistics.median(getattr(c, field) / c.wall_s for c in cells)
-
-
-def report(results: dict, cells: dict[tuple[str, int], list[Cell]], out: Path) -> None:
-    rows = results["rows"]
-    mlflow = next(r for r in rows if r["target"] == MLFLOW)["requests_per_s"]
-    order = [*LEVEL2, MLFLOW]
-    lines = [
-        f"{results['date']}, {results['cores']} cores; load average "
-        f"{results['load_average_before'][0]:.1f} before, {results['load_average_after'][0]:.1f} "
-        f"after (1 min). Median of {results['rounds']} rounds of "
-        f"{results['seconds_per_run']:g} s per cell; prediction log on; the load generator "
-        "(one process, asyncio, keep-alive) shares the 2 cores with the servers.",
-        "",
-        "| target | c | requests/s | p50 ms | p99 ms | vs mlflow c=32 | errors "
-        "| requests per worker | CPU cores: server / load generator |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in sorted(rows, key=lambda r: (order.index(r["target"]), r["concurrency"])):
-        cell = cells[(r["target"], r["concurrency"])]
-        r["vs_mlflow"] = r["requests_per_s"] / mlflow
-        r["per_worker"] = share(cell)
-        r["server_cores"] = cores(cell, "server_cpu_s")
-        r["loadgen_cores"] = cores(cell, "loadgen_cpu_s")
-        lines.append(
-            f"| {r['target']} | {r['concurrency']} | {r['requests_per_s']:,.0f} | "
-            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['vs_mlflow']:.1f}x | {r['errors']} | "
-            f"{r['per_worker']} | {r['server_cores']:.2f} / {r['loadgen_cores']:.2f} |"
-        )
-    lines += ["", "| target | start to ready s | memory: each process RSS MB | RSS sum | PSS sum |"]
-    lines.append("|---|---|---|---|---|")
-    for name in order:
-        processes = results["memory"][name]
-        each = ", ".join(f"{p['role']} {p['rss_mb']:.0f}" for p in processes)
-        lines.append(
-            f"| {name} | {results['startup_s'][name]:.1f} | {each} | "
-            f"{sum(p['rss_mb'] for p in processes):.0f} | "
-            f"{sum(p['pss_mb'] for p in processes):.0f} |"
-        )
-    lines += [
-        "",
-        f"Hot swap: a new champion promoted {PROMOTE_AFTER_S:g} s into {SWAP_SECONDS:g} s of "
-        f"load at c={SWAP_CONCURRENCY} (the service polls the registry every second).",
-        "",
-        "| target | answers | errors | slowest answer ms: before / after | longest gap between "
-        "answers ms: before / after | new version's first, old's last answer (s after) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for s in results["hot_swap"]:
-        lines.append(
-            f"| {s['target']} | {s['answers']:,} | {s['errors']} | {s['slowest_ms_before']:.1f} "
-            f"/ {s['slowest_ms_after']:.1f} | {s['longest_gap_ms_before']:.1f} / "
-            f"{s['longest_gap_ms_after']:.1f} | {s['new_first_answered_s']:.2f}, "
-            f"{s['old_last_answered_s']:.2f} |"
-        )
-    lines.append("")
-    for name in LEVEL2:
-        answered, logged = results["answered"][name], results["logged"][name]
-        lost = "none lost" if logged == answered else f"{answered - logged:,} LOST"
-        lines.append(
-            f"{name}: {answered:,} answers, {logged:,} rows in its prediction log after a clean "
-            f"stop ({lost})"
-        )
-    target = next(r for r in rows if (r["target"], r["concurrency"]) == TARGET)
-    met = (
-        target["vs_mlflow"] >= TARGET_RATIO
-        and target["p99_ms"] <= TARGET_P99_MS
-        and target["errors"] == 0
-    )
-    lines += [
-        "",
-        f"{TARGET[0]} at c={TARGET[1]}: {target['vs_mlflow']:.1f}x mlflow models serve (target "
-        f">= {TARGET_RATIO:g}x), p99 {target['p99_ms']:.1f} ms (target <= {TARGET_P99_MS:g} ms), "
-        f"{target['errors']} errors: {'met' if met else 'NOT met'}",
-        f"bench took {results['bench_s']:.0f} s",
-    ]
-    text = "\n".join(lines)
-    print("\n" + text)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "capacity.md").write_text(text + "\n")
-    (out / "capacity.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nbench-capacity: wrote {out / 'capacity.md'} and capacity.json")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from docker.utils.build import exclude_paths
 
-from tools import template
+from tools import staging
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,9 +93,9 @@ def test_staging_leaves_ignored_files_behind(tmp_path, monkeypatch):
     tree = tracked_tree(tmp_path / "repo")
     subprocess.run(["git", "init", "--quiet", str(tree)], check=True)
     planted = plant(tree, "level2_pipelines")
-    monkeypatch.setattr(template, "REPO_ROOT", tree)
+    monkeypatch.setattr(staging, "REPO_ROOT", tree)
 
-    staged = template.level_files(template.LEVELS[2])
+    staged = staging.level_files(staging.LEVELS[2])
 
     leaked = {f"level2_pipelines/{name}" for name in staged} & set(planted)
     assert not leaked, f"staged for the copy: {sorted(leaked)}"

@@ -23,7 +23,7 @@ import yaml
 from shared.contract import CLASSES, EXAMPLE_PAYLOAD
 from shared.servers import free_port, stop_group
 from tests.makefiles import makefile_text
-from tools import template
+from tools import staging, template
 
 ROOT = Path(__file__).resolve().parents[1]
 COPY_TIMEOUT_S = 1500
@@ -80,7 +80,7 @@ def outside_env() -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module", params=sorted(template.LEVELS), ids=lambda n: f"level{n}")
+@pytest.fixture(scope="module", params=sorted(staging.LEVELS), ids=lambda n: f"level{n}")
 def quick_copy(request, tmp_path_factory) -> tuple[int, Path]:
     level = request.param
     return level, generate(level, tmp_path_factory.mktemp(f"copy{level}") / "project")
@@ -88,7 +88,7 @@ def quick_copy(request, tmp_path_factory) -> tuple[int, Path]:
 
 def test_a_copy_holds_a_standalone_project(quick_copy):
     level, copy = quick_copy
-    package = copy / template.LEVELS[level].package
+    package = copy / staging.LEVELS[level].package
 
     for name in ("pyproject.toml", "requirements.lock", "Makefile", "README.md", ".gitignore"):
         assert (copy / name).is_file(), name
@@ -115,7 +115,7 @@ def test_a_copy_carries_its_levels_infra_folder_as_files_not_a_package(quick_cop
     """The manifests and the compose file come along, every file of them, and no `__init__.py`
     is put among them; the compose file builds from the copy's own Dockerfile."""
     level, copy = quick_copy
-    package = template.LEVELS[level].package
+    package = staging.LEVELS[level].package
     here, there = ROOT / package / "infra", copy / package / "infra"
 
     def files(folder: Path) -> set[Path]:
@@ -148,7 +148,7 @@ def test_a_copys_lock_pins_its_dependencies_at_our_versions(quick_copy):
     names = {line.split("==")[0] for line in lock}
 
     assert lock <= pins(ROOT / "requirements.lock")
-    runtime, dev = template.dependencies(template.LEVELS[level])
+    runtime, dev = staging.dependencies(staging.LEVELS[level])
     for requirement in runtime + dev:
         name = re.match(r"[\w.-]+", requirement)[0].lower()
         assert name in names, name
@@ -162,7 +162,7 @@ def test_a_copys_make_targets_are_ours_under_plain_names(quick_copy):
     level, copy = quick_copy
     ours = re.findall(rf"^level{level}(-[\w-]+)?:", (ROOT / "Makefile").read_text(), re.M)
     theirs = set(re.findall(r"^([\w-]+):", makefile_text(copy / "Makefile"), re.M))
-    main = template.LEVELS[level].main_target
+    main = staging.LEVELS[level].main_target
 
     expected = {suffix[1:] if suffix else main for suffix in ours} | {"test", "lint", "format"}
     assert expected <= theirs
@@ -213,8 +213,8 @@ def test_generating_again_updates_the_copy_and_keeps_its_edits(tmp_path, monkeyp
     generator on it again does), merged with the project's own edits."""
     monkeypatch.setenv("MLOPS_STATE_DIR", str(tmp_path / "state"))
     templates = tmp_path / "templates"
-    shutil.copytree(template.TEMPLATES, templates)
-    monkeypatch.setattr(template, "TEMPLATES", templates)
+    shutil.copytree(staging.TEMPLATES, templates)
+    monkeypatch.setattr(staging, "TEMPLATES", templates)
     copy = template.generate(1, tmp_path / "project", "penguins")
     git(copy, "init", "--quiet")
     git(copy, "add", "--all")
@@ -252,7 +252,7 @@ def make(copy: Path, *targets: str, timeout: float = COPY_TIMEOUT_S) -> str:
 
 @pytest.mark.templates
 @pytest.mark.timeout(COPY_TIMEOUT_S * 2)
-@pytest.mark.parametrize("level", sorted(template.LEVELS), ids=lambda n: f"level{n}")
+@pytest.mark.parametrize("level", sorted(staging.LEVELS), ids=lambda n: f"level{n}")
 def test_a_copy_passes_its_own_lint_and_tests(level, tmp_path):
     """Generated outside the repository, the copy builds its own .venv from its own lock and
     passes its own `make lint` and `make test`; `make help` lists the level's targets, and the

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from shared.paths import REPO_ROOT, state_dir
-from tools.template import LEVELS, dependencies, lock_lines
+from tools.staging import LEVELS, dependencies, lock_lines
 
 PUBLIC_BASE = "python:3.11-slim"
 LOCAL_BASE = "penguins-base:bookworm"
