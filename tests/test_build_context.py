@@ -9,12 +9,12 @@ bake it into an image that anyone who pulls it can read.
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from docker.utils.build import exclude_paths
 
+from tests.test_templates import generate
 from tools import staging
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,16 +106,7 @@ def test_staging_leaves_ignored_files_behind(tmp_path, monkeypatch):
 @pytest.mark.parametrize("level", [1, 2])
 def test_copy_context_keeps_secrets_out(tmp_path, level):
     """A copy made by `make template` has an ignore file that keeps the same secrets out."""
-    args = ["--level", str(level), "--dest", str(tmp_path / "copy"), "--name", "starter"]
-    done = subprocess.run(
-        [sys.executable, "-m", "tools.template", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    copy = tmp_path / "copy"
+    copy = generate(level, tmp_path / "copy", "starter")
     planted = plant(copy, "starter")
 
     sent = context(copy, "Dockerfile")
