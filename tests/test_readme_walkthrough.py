@@ -8,11 +8,13 @@ Marked `walkthrough` (minutes; not part of `make test`): `make test-readme` runs
 - **The copy.** The files git knows (tracked, or new and not ignored) as they are in the working
   tree, copied with their times into a temporary folder, so what the commands write under
   `state/` (or next to the copy, as `make template ... DEST=../x` does) never touches the
-  checkout. `.venv` is a link to the checkout's environment; the copy's lock and pyproject keep
-  their times, so `make` finds the install stamp up to date and installs nothing (checked
-  first: a `make` that would set up the environment stops the test before it writes there).
-  A doc in `OWN_ENVIRONMENT` sets its environment up itself, as a reader without make does: its
-  copy has no `.venv` at all.
+  checkout. The folder is short (`/tmp/walk-...`: a Jupyter kernel's socket path under the
+  drills' lab must fit in 107 bytes) and removed at the end; the copy is a git repository with
+  every file staged, since `make template` copies what git keeps. `.venv` is a link to the
+  checkout's environment; the copy's lock and pyproject keep their times, so `make` finds the
+  install stamp up to date and installs nothing (checked first: a `make` that would set up the
+  environment stops the test before it writes there). A doc in `OWN_ENVIRONMENT` sets its
+  environment up itself, as a reader without make does: its copy has no `.venv` at all.
 - **The shell.** Each command runs in `bash -c` at the top of the copy, as a person at the
   top of the repository types it (a `cd` lasts for its own line); `export NAME=value` lines
   carry over to the doc's later commands. The environment is the Makefile's (its `export`
@@ -57,6 +59,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -136,6 +139,8 @@ def scratch_copy(dest: Path, link_venv: bool = True) -> Path:
             shutil.copy2(source, dest / name)
     if link_venv:
         (dest / ".venv").symlink_to(ROOT / ".venv", target_is_directory=True)
+    for git in (["init", "--quiet"], ["add", "--all"]):
+        subprocess.run(["git", "-C", str(dest), *git], capture_output=True, check=True)
     return dest
 
 
@@ -288,7 +293,8 @@ def assert_make_installs_nothing(copy: Path) -> None:
 def test_every_readme_command_runs(readme, tmp_path):
     """Each command of the doc's console blocks runs in order in a scratch copy and prints the
     lines shown after it; a command that is not run has its reason in this test's tables."""
-    copy = scratch_copy(tmp_path / "repo", link_venv=readme not in OWN_ENVIRONMENT)
+    base = Path(tempfile.mkdtemp(prefix="walk-"))
+    copy = scratch_copy(base / "repo", link_venv=readme not in OWN_ENVIRONMENT)
     if readme not in OWN_ENVIRONMENT:
         assert_make_installs_nothing(copy)
     assert shutil.which("curl"), "the docs use curl"
@@ -301,6 +307,7 @@ def test_every_readme_command_runs(readme, tmp_path):
             walkthrough.run(command)
     finally:
         walkthrough.close()
+        shutil.rmtree(base, ignore_errors=True)
         print(f"{readme}: {time.monotonic() - started:.0f} s", *walkthrough.report, sep="\n  ")
 
     assert commands
