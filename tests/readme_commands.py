@@ -1,55 +1,53 @@
-"""The commands of a README's console blocks, and the lines of output it shows after them.
+"""The commands of a doc's console blocks, and the lines of output it shows after them.
 
 Read by `tests/test_readme_walkthrough.py`. A fenced block opened with ```` ```console ````
 (indented or not) holds commands in one of two shapes:
 
 - prompted: a line starting with `$ ` is a command; the lines after it, up to the next `$ `, are
-  the output the README shows for it (a line `...` alone stands for lines left out);
+  the output the doc shows for it (a line `...` alone stands for lines left out);
 - bare: no line starts with `$ `, every line is a command and no output is shown.
 
 A command goes on over the next lines while its line ends with `\\` or a quote is still open
-(a JSON body spread over two lines), as in the shell. A trailing shell comment may carry a
-marker, visible in the README and easy to grep (`grep -rn "by the walkthrough" --include=*.md`):
+(a JSON body spread over two lines), as in the shell.
 
-- `not run by the walkthrough: <reason>`: the walkthrough does not run it, and says so;
-- `dry run by the walkthrough: <reason>`: the walkthrough runs its `make` as `make -n`, which
-  checks the target exists and expands, without spending minutes running it.
+What a reader sees is commands and their output, nothing else. A block the walkthrough cannot
+run carries an HTML comment on the line before its fence, which Markdown does not show:
+`<!-- walkthrough: skip cluster -->`. The word after `skip` is a key of the walkthrough's own
+table of reasons (`SKIP_REASONS` in the test), so every reason is written once, beside the test.
 """
 
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Literal
-
-Mode = Literal["run", "dry run", "not run"]
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```console[ \t]*$")
-MARKER = re.compile(r"#.*?\b(?P<mode>not run|dry run) by the walkthrough: (?P<reason>.*\S)")
+SKIP = re.compile(r"^[ \t]*<!--\s*walkthrough:\s*skip\s+(?P<key>[\w-]+)\s*-->[ \t]*$")
 PROMPT = "$ "
 ELISION = "..."
 
 
 @dataclass(frozen=True)
 class Command:
-    """One command of a README, as the README shows it."""
+    """One command of a doc, as the doc shows it."""
 
     text: str  # continuation lines joined with newlines, comment included: bash reads it as is
-    line: int  # where it starts in the README (1-based)
+    line: int  # where it starts in the doc (1-based)
     output: tuple[str, ...] = ()  # the lines shown after it (prompted blocks only)
-    mode: Mode = "run"
-    reason: str = ""  # the marker's reason when mode is not "run"
+    skip: str = ""  # the key of the block's `<!-- walkthrough: skip KEY -->` comment, if any
 
 
 def extract(markdown: str) -> list[Command]:
-    """Every command of every console block, in the order the README gives them."""
+    """Every command of every console block, in the order the doc gives them."""
     lines = markdown.splitlines()
     commands: list[Command] = []
     index = 0
     while index < len(lines):
         fence = FENCE.match(lines[index])
+        before = lines[index - 1] if index else ""
         index += 1
         if not fence:
             continue
+        skip = SKIP.match(before)
         indent = len(fence["indent"])
         body: list[tuple[int, str]] = []
         while index < len(lines) and lines[index].strip() != "```":
@@ -58,11 +56,20 @@ def extract(markdown: str) -> list[Command]:
             body.append((index + 1, text.rstrip()))
             index += 1
         index += 1  # the closing fence
-        commands += _block(body)
+        commands += _block(body, skip["key"] if skip else "")
     return commands
 
 
-def _block(body: list[tuple[int, str]]) -> list[Command]:
+def skip_comments(markdown: str) -> list[tuple[int, str]]:
+    """Every `<!-- walkthrough: skip KEY -->` comment, as (line, key): each must open a block."""
+    return [
+        (number, found["key"])
+        for number, line in enumerate(markdown.splitlines(), start=1)
+        if (found := SKIP.match(line))
+    ]
+
+
+def _block(body: list[tuple[int, str]], skip: str) -> list[Command]:
     prompted = any(text.startswith(PROMPT) for _, text in body)
     found: list[tuple[int, list[str], list[str]]] = []  # (line, command lines, output lines)
     for number, text in body:
@@ -78,7 +85,10 @@ def _block(body: list[tuple[int, str]]) -> list[Command]:
             found[-1][2].append(text)
         else:
             found.append((number, [text], []))
-    return [_command(number, "\n".join(text), output) for number, text, output in found]
+    return [
+        Command(text="\n".join(text), line=number, output=tuple(output), skip=skip)
+        for number, text, output in found
+    ]
 
 
 def _complete(text: str) -> bool:
@@ -92,16 +102,9 @@ def _complete(text: str) -> bool:
     return True
 
 
-def _command(number: int, text: str, output: list[str]) -> Command:
-    marker = MARKER.search(text)
-    mode: Mode = marker["mode"] if marker else "run"  # type: ignore[assignment]
-    return Command(
-        text=text,
-        line=number,
-        output=tuple(output),
-        mode=mode,
-        reason=marker["reason"] if marker else "",
-    )
+def bare(command: Command) -> str:
+    """The command as one line without its trailing comment: the key of the test's tables."""
+    return re.sub(r"\s+#.*", "", " ".join(command.text.split("\\\n"))).strip()
 
 
 # --- Expected output ----------------------------------------------------------------------------
@@ -155,10 +158,5 @@ def missing_lines(shown: list[str], output: str) -> list[str]:
 
 
 def expects_failure(command: Command) -> bool:
-    """The README shows make failing (`make: *** [...] Error 1`): the walkthrough expects it."""
+    """The doc shows make failing (`make: *** [...] Error 1`): the walkthrough expects it."""
     return any(re.match(r"make: \*\*\* .*Error \d+", line) for line in checked_lines(command))
-
-
-def dry_run(text: str) -> str:
-    """The command with each `make` a command runs turned into `make -n`."""
-    return re.sub(r"(^|&&|;|\|\|)(\s*)make\b", r"\1\2make -n", text)
