@@ -97,8 +97,8 @@ def warm_training(
     """Run the training flow in this (warm) process. Its flow run is tagged with this task run,
     so the supervisor can find it and mark it crashed too if the process dies."""
     # Imported at the worker's start already: these cost nothing here.
+    from level2_pipelines.outcome import expected_failures, report_lines
     from level2_pipelines.pipeline import training_pipeline
-    from level2_pipelines.pipeline_cli import expected_failures, report_lines
 
     settings = Settings()
     task_run_id = str(TaskRunContext.get().task_run.id)
