@@ -151,8 +151,8 @@ demo: $(STAMP) | $(PREFECT_HOME) ## Run every level side by side and show what e
 	$(PY) -m workshop.demo $(if $(NEW_DATA),--new-data)
 
 .PHONY: scorecard
-scorecard: $(STAMP) | $(PREFECT_HOME) ## Probe every level the same way; print and write the scorecard (a few minutes)
-	$(PY) -m workshop.scorecard
+scorecard: $(STAMP) | $(PREFECT_HOME) ## Probe every level the same way; print and write the scorecard (a few minutes; DOCS=1: and docs/scorecard.md)
+	$(PY) -m workshop.scorecard $(if $(DOCS),--docs)
 
 .PHONY: drill-bad-data drill-regression drill-bad-request drill-rollback drill-drift
 drill-bad-data: $(STAMP) | $(PREFECT_HOME) ## Drill: a corrupted batch arrives at every level

@@ -1,4 +1,4 @@
-"""`make scorecard`: python -m workshop.scorecard [--quick]"""
+"""`make scorecard [DOCS=1]`: python -m workshop.scorecard [--quick] [--docs]"""
 
 import argparse
 import subprocess
@@ -7,9 +7,10 @@ import time
 from datetime import UTC, datetime
 
 from shared.paths import state_dir
+from tools.docs_figures import DOCS, refresh
 from workshop.lab import Lab, ServiceFailed
 from workshop.scorecard.cells import failed_service, failed_step
-from workshop.scorecard.render import write_reports
+from workshop.scorecard.render import dated_table, write_reports
 from workshop.scorecard.runner import run
 from workshop.scorecard.table import Scorecard
 
@@ -17,6 +18,9 @@ from workshop.scorecard.table import Scorecard
 def main() -> None:
     parser = argparse.ArgumentParser(description="Probe every level and print the scorecard.")
     parser.add_argument("--quick", action="store_true", help="count tests instead of running")
+    parser.add_argument(
+        "--docs", action="store_true", help="also rewrite the dated run in docs/scorecard.md"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
 
@@ -35,6 +39,9 @@ def main() -> None:
     text = write_reports(out, card.rows, card.latency, when)
     print("\n" + text)
     print(f"written: {out / 'scorecard.md'}, scorecard.html and scorecard.json")
+    if args.docs:
+        refresh(DOCS / "scorecard.md", "scorecard", dated_table(card.rows, when))
+        print(f"written: {DOCS / 'scorecard.md'}")
 
 
 if __name__ == "__main__":

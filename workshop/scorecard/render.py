@@ -4,6 +4,8 @@ import base64
 import html
 import io
 import json
+import os
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,16 @@ def markdown(rows: list[Row], when: str) -> str:
         texts = [str(cells[lv]).replace("|", "\\|") for lv in LEVELS]  # a pipe ends a cell
         lines.append(f"| {capability} | " + " | ".join(texts) + " |")
     return "\n".join(lines) + "\n"
+
+
+def dated_table(rows: list[Row], when: str) -> str:
+    """The table as docs/scorecard.md shows it: which run, on how many cores, then the rows."""
+    dated = (
+        f"This table is from `make scorecard` on {os.cpu_count()} cores, {when} (the levels' own"
+        " suites run alongside the probes; a red suite's cell names the first test that failed):"
+    )
+    table = markdown(rows, when).split("\n", 2)[2]  # without its own title line
+    return textwrap.fill(dated, 100) + "\n\n" + table
 
 
 def chart_png(latency: dict[str, dict[str, float]]) -> bytes:
