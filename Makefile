@@ -226,7 +226,7 @@ bench: $(STAMP) | $(PREFECT_HOME) ## Serving speed: level 1 vs mlflow models ser
 
 .PHONY: bench-capacity
 bench-capacity: $(STAMP) | $(PREFECT_HOME) ## Level 2 with 1 and 2 uvicorn workers vs mlflow models serve: req/s, p50/p99 at c=1-64, memory, start, hot swap (~5 min)
-	$(PY) -m bench.capacity
+	$(PY) -m bench.capacity $(if $(DOCS),--docs)
 
 .PHONY: bench-workshop
 bench-workshop: $(STAMP) ## Time the workshop path (demo, test, scorecard, level 2 runs) against its targets (tens of minutes)

@@ -190,6 +190,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per load run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
+        "--docs", action="store_true", help="also rewrite its block of docs/measurements.md"
+    )
+    parser.add_argument(
         "--reuse-model", action="store_true", help="keep the previous run's registry: no training"
     )
     args = parser.parse_args()
@@ -281,7 +284,7 @@ def main() -> None:
         "logged": logged,
         "bench_s": time.perf_counter() - began,
     }
-    report(results, cells, out)
+    report(results, cells, out, docs=args.docs)
 
 
 if __name__ == "__main__":

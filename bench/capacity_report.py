@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.capacity_setup import LEVEL2, MLFLOW, PROMOTE_AFTER_S, SWAP_CONCURRENCY, SWAP_SECONDS
+from tools.docs_figures import DOCS, refresh
 
 TARGET = ("level 2, 2 workers", 32)
 TARGET_RATIO, TARGET_P99_MS = 60.0, 15.0
@@ -33,7 +34,9 @@ def cores(cells: list[Cell], field: str) -> float:
     return statistics.median(getattr(c, field) / c.wall_s for c in cells)
 
 
-def report(results: dict, cells: dict[tuple[str, int], list[Cell]], out: Path) -> None:
+def report(
+    results: dict, cells: dict[tuple[str, int], list[Cell]], out: Path, docs: bool = False
+) -> None:
     rows = results["rows"]
     mlflow = next(r for r in rows if r["target"] == MLFLOW)["requests_per_s"]
     order = [*LEVEL2, MLFLOW]
@@ -112,3 +115,7 @@ def report(results: dict, cells: dict[tuple[str, int], list[Cell]], out: Path) -
     (out / "capacity.md").write_text(text + "\n")
     (out / "capacity.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nbench-capacity: wrote {out / 'capacity.md'} and capacity.json")
+    if docs:
+        page = DOCS / "measurements.md"
+        refresh(page, "capacity", f"`make bench-capacity`, {text}")
+        print(f"bench-capacity: wrote its block of {page}")

@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.makefiles import makefile_text
 from tools.docs_figures import DOCS, NoSuchBlock, refresh
 from workshop.scorecard.render import dated_table
 
@@ -37,12 +38,22 @@ def test_refresh_names_a_missing_block(tmp_path):
     assert page.read_text() == PAGE
 
 
-def test_scorecard_page_has_the_block_make_scorecard_refreshes():
-    """docs/scorecard.md marks the table `make scorecard DOCS=1` writes."""
-    text = (DOCS / "scorecard.md").read_text()
+# Each page's block, and the make target (with DOCS=1) that rewrites it.
+BLOCKS = [
+    ("scorecard.md", "scorecard", "scorecard"),
+    ("measurements.md", "capacity", "bench-capacity"),
+]
 
-    assert "<!-- figures: scorecard (make scorecard DOCS=1) -->" in text
-    assert "<!-- /figures: scorecard -->" in text
+
+@pytest.mark.parametrize(("page", "block", "target"), BLOCKS)
+def test_page_marks_the_block_its_command_refreshes(page, block, target):
+    """The page marks the block that `make TARGET DOCS=1` rewrites, and the target passes it on."""
+    text = (DOCS / page).read_text()
+    recipe = makefile_text(DOCS.parent / "Makefile").split(f"\n{target}:", 1)[1].split("\n\n")[0]
+
+    assert f"<!-- figures: {block} (make {target} DOCS=1) -->" in text
+    assert f"<!-- /figures: {block} -->" in text
+    assert "$(if $(DOCS),--docs)" in recipe
 
 
 def test_scorecard_dated_table_says_which_run():
