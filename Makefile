@@ -230,7 +230,7 @@ bench-capacity: $(STAMP) | $(PREFECT_HOME) ## Level 2 with 1 and 2 uvicorn worke
 
 .PHONY: bench-workshop
 bench-workshop: $(STAMP) ## Time the workshop path (demo, test, scorecard, level 2 runs) against its targets (tens of minutes)
-	$(PY) -m bench.workshop $(if $(ROWS),--rows $(ROWS))
+	$(PY) -m bench.workshop $(if $(ROWS),--rows $(ROWS)) $(if $(DOCS),--docs)
 
 .PHONY: bench-drift
 bench-drift: $(STAMP) ## Time the drift loop with level 2's servers up: drifted traffic -> detected -> retrained -> served (~4 min)

@@ -28,6 +28,7 @@ import httpx
 from shared.paths import REPO_ROOT, state_dir
 from shared.servers import free_port
 from shared.simulate import simulate_batch
+from tools.docs_figures import DOCS, refresh
 
 # what is measured -> (target in seconds, how many runs for the median)
 TARGETS = {
@@ -163,6 +164,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Time the workshop path against its targets.")
     parser.add_argument("--rows", default=",".join(TARGETS), help="comma-separated row names")
     parser.add_argument("--repeat", type=int, help="runs per row (default: per row)")
+    parser.add_argument(
+        "--docs", action="store_true", help="also rewrite its block of docs/measurements.md"
+    )
     args = parser.parse_args()
     rows = [r for r in args.rows.split(",") if r]
     unknown = set(rows) - set(TARGETS)
@@ -180,6 +184,10 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f"# Workshop path, {stamp}, {os.cpu_count()} cores\n\n{text}\n")
     print(f"\n{text}\n\nwritten to {out}")
+    if args.docs:
+        dated = f"`make bench-workshop` on a fresh clone, {stamp}, {os.cpu_count()} cores:"
+        refresh(DOCS / "measurements.md", "workshop", f"{dated}\n\n{text}")
+        print(f"written to its block of {DOCS / 'measurements.md'}")
 
 
 if __name__ == "__main__":

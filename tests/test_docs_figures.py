@@ -42,6 +42,7 @@ def test_refresh_names_a_missing_block(tmp_path):
 BLOCKS = [
     ("scorecard.md", "scorecard", "scorecard"),
     ("measurements.md", "capacity", "bench-capacity"),
+    ("measurements.md", "workshop", "bench-workshop"),
 ]
 
 
