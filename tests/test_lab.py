@@ -4,10 +4,15 @@ real processes (`make test-lab`)."""
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 
+import httpx
 import pytest
 
+from shared.servers import stop_group
 from workshop.lab import Lab
 
 READY_WITHIN_S = 120  # the worker imports GX, MLflow and scikit-learn on a busy 2-core machine
@@ -46,3 +51,37 @@ def test_level2_runs_in_the_labs_warm_worker_and_it_stops_with_the_server(tmp_pa
     assert "v1 is now champion" in first.stdout and "v2 is now champion" in second.stdout
     assert not alive(supervisor) and not alive(worker["pid"])
     assert not (servers / "warm.pid").exists()
+
+
+# A command holding the lab's Prefect server and warm worker, as the scorecard, the demo and the
+# drills do, until it is stopped; `stop_on_sigterm()` is what their entry points call first.
+HOLDS_THE_LAB = """
+import sys, time
+from pathlib import Path
+from workshop.lab import Lab, stop_on_sigterm
+stop_on_sigterm()
+with Lab(Path(sys.argv[1])).prefect_server() as url:
+    print(url, flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.lab
+def test_lab_stops_its_servers_on_sigterm_as_on_ctrl_c(tmp_path):
+    """SIGTERM (a CI cancel, `timeout`) stops the lab's Prefect server and warm worker too."""
+    servers = tmp_path / "lab" / "level2" / "servers"
+    command = [sys.executable, "-c", HOLDS_THE_LAB, str(tmp_path / "lab")]
+    holder = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        url = holder.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), f"the lab did not start: {url!r}"
+        supervisor = int((servers / "warm.pid").read_text())
+
+        holder.send_signal(signal.SIGTERM)
+        holder.wait(timeout=60)
+
+        assert not alive(supervisor), "the warm worker outlived the command"
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{url}/api/health", timeout=2)
+    finally:
+        stop_group(holder)

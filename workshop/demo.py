@@ -30,7 +30,7 @@ import httpx
 
 from shared.contract import EXAMPLE_PAYLOAD, INVALID_EXAMPLES
 from shared.paths import state_dir
-from workshop.lab import Lab, ServiceFailed
+from workshop.lab import Lab, ServiceFailed, stop_on_sigterm
 from workshop.scorecard.cells import LEVELS, failed_service, failed_step
 from workshop.scorecard.render import write_reports
 from workshop.scorecard.runner import new_data_and_rollback, probe_services
@@ -232,6 +232,7 @@ def main() -> None:
         "--new-data", action="store_true", help="also: new data arrives, then a rollback"
     )
     args = parser.parse_args()
+    stop_on_sigterm()
     demo = Narrator(steps=6 if args.new_data else 5)
     out = state_dir() / "demo"
     try:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from shared.contract import INVALID_EXAMPLES
 from shared.paths import state_dir
-from workshop.lab import Lab, ServiceFailed
+from workshop.lab import Lab, ServiceFailed, stop_on_sigterm
 from workshop.scorecard import LEVELS, Row, Scorecard, service_probes
 from workshop.scorecard.cells import failed_service, failed_step
 from workshop.scorecard.runner import new_data_and_rollback
@@ -127,6 +127,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run one failure drill against every level.")
     parser.add_argument("drill", choices=sorted(DRILLS))
     name = parser.parse_args().drill
+    stop_on_sigterm()
     sys.exit(run_drill(name, Lab(state_dir() / "drills" / name)))
 
 

@@ -273,6 +273,17 @@ SERVICES = {  # level -> (its service's module, a path that answers once it is u
 }
 
 
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (a CI job cancelled, `timeout`, `kill`) stop this command as Ctrl-C does:
+    the with-blocks that started the lab's servers and workers unwind and stop them. Without it
+    Python dies at once, and the servers, each in a session of its own, run on."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else "no output"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from shared.paths import state_dir
 from tools.docs_figures import DOCS, refresh
-from workshop.lab import Lab, ServiceFailed
+from workshop.lab import Lab, ServiceFailed, stop_on_sigterm
 from workshop.scorecard.cells import failed_service, failed_step
 from workshop.scorecard.render import dated_table, write_reports
 from workshop.scorecard.runner import run
@@ -22,6 +22,7 @@ def main() -> None:
         "--docs", action="store_true", help="also rewrite the dated run in docs/scorecard.md"
     )
     args = parser.parse_args()
+    stop_on_sigterm()
     started = time.perf_counter()
 
     def say(message: str) -> None:
