@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     flush_every_s: float = Field(default=0.5, gt=0)  # how often recorded answers are written
     metrics_every_s: float = Field(default=5.0, gt=0)  # how often /metrics re-reads the log
     live_accuracy_window_s: float = Field(default=24 * 3600, gt=0)  # feedback counted this far
+    # The incoming watcher (`make level2-up`): a landed file is taken once it has held still
+    # (size and time) this long, and one over the size limit is set aside in the quarantine.
+    incoming_settle_s: float = Field(default=2.0, ge=0)
+    incoming_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     # The drift monitor (`make level2-monitor`; every `monitor_every_s` with `make level2-up`).
     monitor_window: int = Field(default=200, ge=20)  # answers compared with the reference
     drift_alpha: float = Field(default=0.05, gt=0, lt=1)  # false alarms per clean window

@@ -24,118 +24,29 @@ drift, and on demand. (The deploy *stage*, putting a promoted model in service, 
 Each deployment run executes in a fresh subprocess, as Prefect's runner does, and shows in the
 Prefect UI. Each deployment runs one flow run at a time (later ones wait, queued, in the UI); across
 deployments and on-demand runs the pipeline's decision lock keeps one decision at a time.
-
-Landing a file: write it under a name starting with "." (ignored), then rename it, or copy it
-in whole; the watcher also waits until its size and time hold still for a poll. Files are known
-by their content, so a daily export under a fixed name is seen each time its content changes.
+The watcher itself, and how to land a file, is `watcher.py`.
 """
 
 import argparse
 import contextvars
-import hashlib
 import sys
 import threading
-from contextlib import suppress
 from pathlib import Path
 
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
-from prefect.events import DeploymentEventTrigger, emit_event
+from prefect.events import DeploymentEventTrigger
 from prefect.runner.storage import LocalStorage
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from level2_pipelines.monitor import DRIFT_DETECTED, drift_monitor
-from level2_pipelines.ops import warm_runs
-from level2_pipelines.ops.local_servers import local_prefect_server
+from level2_pipelines.ops.local_servers import local_prefect_server, watcher_heartbeat
 from level2_pipelines.pipeline import training_pipeline
 from level2_pipelines.settings import Settings
+from level2_pipelines.watcher import BATCH_LANDED, ROUTE, watch_incoming
 
-BATCH_LANDED = "penguins.batch.landed"
-ROUTE = "penguins.batch.route"  # who runs the landed batch: "warm-worker" or "deployment"
-BATCH_SUFFIXES = {".csv", ".parquet"}
-WATCH_EVERY_S = 1.0
 CODE_ROOT = Path(__file__).resolve().parents[1]  # the folder the package is imported from
-
-
-Stamp = tuple[int, int]  # a file's size and modification time
-
-
-def settled_files(incoming: Path, before: dict[Path, Stamp]) -> list[Path]:
-    """Batch files in `incoming` unchanged (size and modification time) since the previous
-    poll, whose view `before` holds and is updated to this poll's: fully written. Names
-    starting with "." are still being written."""
-    now = {}
-    for path in sorted(incoming.iterdir()):
-        if path.suffix.lower() not in BATCH_SUFFIXES or path.name.startswith("."):
-            continue
-        with suppress(FileNotFoundError):  # taken by a run meanwhile
-            stat = path.stat()
-            now[path] = (stat.st_size, stat.st_mtime_ns)
-    settled = [path for path, stamp in now.items() if before.get(path) == stamp]
-    before.clear()
-    before.update(now)
-    return settled
-
-
-def watch_incoming(incoming: Path, stop: threading.Event) -> None:
-    """Emit `penguins.batch.landed` once for every batch content that lands in `incoming`; say
-    once, not silently, when a new file brings a content already sent. Each landing (a file
-    at a size and modification time) is read and hashed once."""
-    stamps: dict[Path, Stamp] = {}
-    digests: dict[tuple[Path, Stamp], str] = {}  # landing -> SHA-256 of its content
-    sent: dict[str, tuple[Path, Stamp]] = {}  # content -> the landing that brought it
-    while not stop.is_set():
-        for path in settled_files(incoming, stamps):
-            landing = (path, stamps[path])
-            if landing not in digests:
-                try:
-                    digests[landing] = hashlib.sha256(path.read_bytes()).hexdigest()
-                except FileNotFoundError:  # taken by a run meanwhile
-                    continue
-                digest = digests[landing]
-                if digest not in sent:
-                    sent[digest] = landing
-                    taken_by = hand_over(path.name, digest)
-                    print(f"level 2 watcher: {path.name} landed; {BATCH_LANDED} sent, {taken_by}")
-                else:
-                    print(
-                        f"level 2 watcher: {path.name} brings a content already sent "
-                        f"(sha256 {digest[:12]}); not sent again, left in place"
-                    )
-        sys.stdout.flush()
-        stop.wait(WATCH_EVERY_S)
-
-
-def hand_over(name: str, digest: str) -> str:
-    """Start a run on the landed file `name`: in the warm worker if it is ready, else through
-    the event the on-new-data deployment's trigger waits for. Returns who runs it."""
-    resource = {"prefect.resource.id": f"penguins.batch.{digest[:12]}", ROUTE: "deployment"}
-    related = []
-    taken_by = "for the on-new-data deployment"
-    worker, _ = warm_runs.ready_worker(Settings())
-    future = None
-    if worker is not None:
-        try:
-            future = warm_runs.warm_training.delay(incoming_name=name)
-        except Exception as error:  # the watcher must go on: the deployment takes this one
-            print(f"level 2 watcher: the warm worker could not take {name} ({error})")
-    if future is not None:
-        resource[ROUTE] = "warm-worker"
-        related = [
-            {
-                "prefect.resource.id": f"prefect.task-run.{future.task_run_id}",
-                "prefect.resource.role": "task-run",
-            }
-        ]
-        taken_by = f"run by the warm worker (pid {worker.pid}), task run {future.task_run_id}"
-    emit_event(
-        event=BATCH_LANDED,
-        resource=resource,
-        related=related,
-        payload={"name": name, "sha256": digest},
-    )
-    return taken_by
 
 
 def deployments(settings: Settings) -> list[RunnerDeployment]:
@@ -194,6 +105,16 @@ def publish(settings: Settings) -> list[str]:
     return names
 
 
+def watching(settings: Settings) -> dict:
+    """The watcher's rules and heartbeat, from the settings."""
+    return {
+        "settle_s": settings.incoming_settle_s,
+        "max_bytes": settings.incoming_max_bytes,
+        "quarantine": settings.quarantine_dir / "incoming",
+        "heartbeat": watcher_heartbeat(settings),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve (or only register) the deployments.")
     parser.add_argument(
@@ -216,7 +137,7 @@ def main() -> None:
     settings.incoming_dir.mkdir(parents=True, exist_ok=True)
     if args.watch:
         print(f"level 2 watcher: watching {settings.incoming_dir} for new batches", flush=True)
-        watch_incoming(settings.incoming_dir, threading.Event())  # until stopped by a signal
+        watch_incoming(settings.incoming_dir, threading.Event(), **watching(settings))
         return
     server = local_prefect_server(settings)
     if server is None:
@@ -230,7 +151,9 @@ def main() -> None:
         # watcher in a copy of this context, or its events go to a throwaway local API.
         context = contextvars.copy_context()
         watcher = threading.Thread(
-            target=context.run, args=(watch_incoming, settings.incoming_dir, stop)
+            target=context.run,
+            args=(watch_incoming, settings.incoming_dir, stop),
+            kwargs=watching(settings),
         )
         watcher.start()
         print(f"level 2 deploy: watching {settings.incoming_dir} for new batches", flush=True)

@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -25,6 +26,7 @@ from level2_pipelines.ops.processes import (
     MLFLOW_SERVER_ENV,
     START_TIMEOUT_S,
     Processes,
+    heartbeat_problem,
     mlflow_server,
     prefect_server,
 )
@@ -75,6 +77,9 @@ def running(settings: Settings, name: str) -> int | None:
 
 def up(settings: Settings) -> None:
     keeper = processes(settings)
+    if not running(settings, "deployments"):
+        # A heartbeat left by an earlier watcher would read as this one's, dead since then.
+        watcher_heartbeat(settings).unlink(missing_ok=True)
     env = os.environ | MLFLOW_SERVER_ENV
     for name, (command, health) in commands(settings).items():
         keeper.start(name, command, health=health, env=env)
@@ -107,7 +112,15 @@ def warm_worker(settings: Settings) -> dict | None:
     return found
 
 
+def watcher_heartbeat(settings: Settings) -> Path:
+    """Where the incoming watcher (in the deployments process) writes its heartbeat."""
+    return settings.state_dir / "servers" / "watcher.json"
+
+
 def status(settings: Settings) -> None:
+    """What runs; exits 1 when the incoming watcher does not watch although its process runs
+    (a landed batch would wait there unseen)."""
+    dead_watcher = None
     for name in commands(settings):
         pid = running(settings, name)
         print(f"{name}: {f'running (pid {pid})' if pid else 'not running'}", end="")
@@ -115,7 +128,19 @@ def status(settings: Settings) -> None:
             worker = warm_worker(settings)
             state = f"ready (pid {worker['pid']})" if worker else "starting"
             print(f", worker {state}", end="")
+        if name == "deployments" and pid:
+            if not watcher_heartbeat(settings).exists():  # `up` removed the last one's
+                print(", incoming watcher starting", end="")
+            elif dead_watcher := heartbeat_problem(watcher_heartbeat(settings)):
+                print(f", incoming watcher NOT WATCHING: {dead_watcher}", end="")
+            else:
+                print(", incoming watcher watching", end="")
         print()
+    if dead_watcher:
+        sys.exit(
+            f"level 2: the incoming watcher is not watching ({dead_watcher}); "
+            "`make level2-down level2-up` restarts it; its log is deployments.log"
+        )
 
 
 def main() -> None:

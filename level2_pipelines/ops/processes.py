@@ -11,6 +11,7 @@ trigger runner have no background mode of their own, so the same code serves all
 """
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -136,3 +137,23 @@ def answers(url: str) -> bool:
         return httpx.get(url, timeout=1.0).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def write_heartbeat(heartbeat: Path) -> None:
+    """Say "still working" where a status command can read it: this process and the time."""
+    heartbeat.parent.mkdir(parents=True, exist_ok=True)
+    partial = heartbeat.with_suffix(".tmp")
+    partial.write_text(json.dumps({"pid": os.getpid(), "beat": time.time()}))
+    partial.replace(heartbeat)  # whole or not at all, for a reader at any moment
+
+
+def heartbeat_problem(heartbeat: Path, stale_s: float = 30.0) -> str | None:
+    """Why the loop that beats is not working, from its heartbeat; None if it beat lately. A
+    thread can die while its process lives on: only the beat says it works."""
+    try:
+        last = json.loads(heartbeat.read_text())["beat"]
+    except (FileNotFoundError, ValueError, KeyError):
+        return "it has not beaten yet"
+    if (age := time.time() - last) > stale_s:
+        return f"its last beat was {age:.0f} s ago"
+    return None

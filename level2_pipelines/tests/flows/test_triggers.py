@@ -11,9 +11,10 @@ import time
 import pytest
 from prefect.client.orchestration import get_client
 
-from level2_pipelines import triggers as triggers_module
+from level2_pipelines import watcher as watcher_module
 from level2_pipelines.data import UnsafeBatchName, landed_path
-from level2_pipelines.triggers import deployments, publish, settled_files
+from level2_pipelines.triggers import deployments, publish
+from level2_pipelines.watcher import settled_files
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -89,8 +90,8 @@ def test_watcher_sends_each_content_once_and_says_so_for_a_repeat(tmp_path, monk
     """A file is sent once while it waits for its run; the same name with new content is sent;
     a new file with a content already sent is not, and the watcher says so once."""
     events = []
-    monkeypatch.setattr(triggers_module, "emit_event", lambda **event: events.append(event))
-    monkeypatch.setattr(triggers_module, "WATCH_EVERY_S", 0.05)
+    monkeypatch.setattr(watcher_module, "emit_event", lambda **event: events.append(event))
+    monkeypatch.setattr(watcher_module, "WATCH_EVERY_S", 0.05)
     path = tmp_path / "daily.csv"
 
     def land(content: str, name: str = "daily.csv") -> None:
@@ -100,7 +101,7 @@ def test_watcher_sends_each_content_once_and_says_so_for_a_repeat(tmp_path, monk
         time.sleep(0.5)  # several polls
 
     stop = threading.Event()
-    watcher = threading.Thread(target=triggers_module.watch_incoming, args=(tmp_path, stop))
+    watcher = threading.Thread(target=watcher_module.watch_incoming, args=(tmp_path, stop))
     watcher.start()
     land("species\nAdelie\n")  # waits for its run for several polls
     path.unlink()  # its run took it

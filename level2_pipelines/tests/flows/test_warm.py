@@ -23,7 +23,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.settings import get_current_settings
 
-from level2_pipelines import pipeline_cli, registry, triggers
+from level2_pipelines import pipeline_cli, registry, triggers, watcher
 from level2_pipelines.ops import warm_runs
 from level2_pipelines.ops.local_servers import warm_worker
 from level2_pipelines.settings import Settings
@@ -133,20 +133,20 @@ def test_a_landed_batch_goes_to_the_warm_worker_when_it_is_ready(monkeypatch):
     """The watcher hands a landed file to the warm worker and labels its event so the
     on-new-data trigger leaves it alone; without a worker the event is the trigger's."""
     events, delayed = [], []
-    monkeypatch.setattr(triggers, "emit_event", lambda **event: events.append(event))
+    monkeypatch.setattr(watcher, "emit_event", lambda **event: events.append(event))
     monkeypatch.setattr(
         warm_runs.warm_training,
         "delay",
         lambda **parameters: delayed.append(parameters) or SimpleNamespace(task_run_id="t-1"),
     )
     monkeypatch.setattr(warm_runs, "ready_worker", lambda settings: (None, "none"))
-    triggers.hand_over("a.csv", "0" * 64)
+    watcher.hand_over("a.csv", "0" * 64)
     monkeypatch.setattr(warm_runs, "ready_worker", lambda settings: (warm_runs.Worker(7, 8), ""))
-    taken_by = triggers.hand_over("b.csv", "1" * 64)
+    taken_by = watcher.hand_over("b.csv", "1" * 64)
 
     trigger = {d.name: d for d in triggers.deployments(Settings())}["on-new-data"].triggers[0]
-    assert [e["resource"][triggers.ROUTE] for e in events] == ["deployment", "warm-worker"]
-    assert trigger.match.root == {triggers.ROUTE: "deployment"}
+    assert [e["resource"][watcher.ROUTE] for e in events] == ["deployment", "warm-worker"]
+    assert trigger.match.root == {watcher.ROUTE: "deployment"}
     assert delayed == [{"incoming_name": "b.csv"}]
     assert events[1]["related"][0]["prefect.resource.id"] == "prefect.task-run.t-1"
     assert "warm worker (pid 7)" in taken_by

@@ -6,9 +6,9 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2]
-# Entry points that start or find the machinery at their top: the command line, its old name,
-# and the triggers (their watcher hands landed batches to the warm worker).
-MAY_IMPORT_OPS = {"pipeline_cli.py", "run.py", "triggers.py"}
+# Entry points that start or find the machinery at their top: the command line, the triggers
+# and their watcher (it hands landed batches to the warm worker).
+MAY_IMPORT_OPS = {"pipeline_cli.py", "triggers.py", "watcher.py"}
 
 
 def top_level_imports(path: Path) -> set[str]:
