@@ -22,6 +22,7 @@ from prefect import tags, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.settings import get_current_settings
+from prefect.states import State
 
 from level2_pipelines.ops.local_servers import running, warm_worker
 from level2_pipelines.settings import Settings
@@ -136,9 +137,8 @@ def run_in_worker(settings: Settings, **parameters) -> WarmResult:
     future = warm_training.delay(**parameters)
     started = time.monotonic()
     while True:
-        future.wait(timeout=1.0)  # returns as soon as the run reaches a final state
-        state = future.state
-        if state.is_final():
+        state = state_after_a_wait(future)
+        if state is not None and state.is_final():
             break
         if running(settings, "warm") is None:  # `make level2-down`, or the supervisor killed
             message = "the warm worker stopped before this run ended"
@@ -150,6 +150,18 @@ def run_in_worker(settings: Settings, **parameters) -> WarmResult:
     if state.is_completed():
         return future.result()
     raise WarmRunLost(f"task run {future.task_run_id} {state.name}: {state.message}")
+
+
+def state_after_a_wait(future) -> State | None:
+    """The run's state after waiting up to a second for its end; None while the task run has
+    no state yet (submitted, not yet taken: a worker that restarts takes a few seconds), which
+    Prefect's `wait` reports by raising."""
+    try:
+        future.wait(timeout=1.0)  # returns as soon as the run reaches a final state
+    except RuntimeError:  # "Task run ... has no state which means it hasn't started yet."
+        time.sleep(1.0)
+        return None
+    return future.state
 
 
 def mark_crashed(task_run_id: str, message: str) -> None:

@@ -80,3 +80,24 @@ def test_a_worker_never_subscribed_never_says_it_is_ready(settings, monkeypatch)
 
     assert len(api.asked) > 3
     assert not (settings.state_dir / "servers" / WARM_WORKER_FILE).exists()
+
+
+def test_state_after_a_wait_is_none_while_the_task_run_has_no_state():
+    """Prefect's `wait` raises for a task run not yet given a state (submitted, not yet taken):
+    the client waits on instead of dying with it."""
+    from level2_pipelines.ops.warm_runs import state_after_a_wait
+
+    class NotStartedYet:
+        state = "never read"
+
+        def wait(self, timeout):
+            raise RuntimeError("Task run 1 has no state which means it hasn't started yet.")
+
+    class Finished:
+        state = "Completed"
+
+        def wait(self, timeout):
+            return None
+
+    assert state_after_a_wait(NotStartedYet()) is None
+    assert state_after_a_wait(Finished()) == "Completed"
