@@ -7,13 +7,12 @@ secrets and generated files have been planted: if any of them is in the context,
 bake it into an image that anyone who pulls it can read.
 """
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from docker.utils.build import exclude_paths
 
+from tests.test_readme_walkthrough import scratch_copy
 from tests.test_templates import generate
 from tools import staging
 
@@ -60,25 +59,10 @@ def context(root: Path, dockerfile: str) -> set[str]:
     return {p for p in exclude_paths(str(root), patterns, dockerfile) if (root / p).is_file()}
 
 
-def tracked_tree(dest: Path) -> Path:
-    """This checkout's committed and new files (what a clone holds), copied to dest."""
-    listed = subprocess.run(
-        ["git", "-C", str(ROOT), "ls-files", "--cached", "--others", "--exclude-standard"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
-    for relative in listed:
-        if (ROOT / relative).is_file():
-            (dest / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / relative, dest / relative)
-    return dest
-
-
 @pytest.mark.parametrize("package", ["level1_devops", "level2_pipelines"])
 def test_repository_context_keeps_secrets_out(tmp_path, package):
     """The repository's build context for a level's image holds none of the planted files."""
-    tree = tracked_tree(tmp_path / "repo")
+    tree = scratch_copy(tmp_path / "repo", link_venv=False)
     planted = plant(tree, package)
 
     sent = context(tree, f"{package}/Dockerfile")
@@ -90,8 +74,7 @@ def test_repository_context_keeps_secrets_out(tmp_path, package):
 
 def test_staging_leaves_ignored_files_behind(tmp_path, monkeypatch):
     """`make template` stages only what git would keep: a level's .env never reaches a copy."""
-    tree = tracked_tree(tmp_path / "repo")
-    subprocess.run(["git", "init", "--quiet", str(tree)], check=True)
+    tree = scratch_copy(tmp_path / "repo", link_venv=False)  # a git repository
     planted = plant(tree, "level2_pipelines")
     monkeypatch.setattr(staging, "REPO_ROOT", tree)
 

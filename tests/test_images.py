@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from shared.paths import state_dir
-from tests.test_build_context import PLANTED, tracked_tree
+from tests.test_build_context import PLANTED
+from tests.test_readme_walkthrough import scratch_copy
 from tools import images
 
 # A first build makes the base image and downloads the wheels: minutes, not seconds.
@@ -58,7 +59,7 @@ def test_image_holds_no_secret(engine, level):
     scratch = Path(tempfile.mkdtemp(prefix="image-", dir=state_dir()))
     name = f"penguins-level{level}:secret-check"
     try:
-        tree = tracked_tree(scratch / "tree")
+        tree = scratch_copy(scratch / "tree", link_venv=False)
         planted = {p.format(pkg=PACKAGES[level]) for p in PLANTED}
         for relative in planted:
             (tree / relative).parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -194,11 +195,7 @@ def wheels(level: int, python: str) -> Path:
 
 
 def tag(level: int) -> str:
-    version = next(
-        line.split('"')[1]
-        for line in (REPO_ROOT / "pyproject.toml").read_text().splitlines()
-        if line.startswith("version = ")
-    )
+    version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
     return f"penguins-level{level}:{version}"
 
 
