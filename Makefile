@@ -189,6 +189,22 @@ team-status: $(STAMP) ## Team mode: what runs, the pool's workers, the champion 
 team-down: $(STAMP) ## Team mode: stop everything team-up started (DROP=1: and drop its databases)
 	$(PY) -m level2_pipelines.ops.team down $(if $(DROP),--drop-databases)
 
+.PHONY: compose-up
+compose-up: $(STAMP) ## Team mode in containers (infra/compose.yaml): build the images here, start and wait for all
+	$(PY) -m tools.compose up
+
+.PHONY: compose-land
+compose-land: $(STAMP) ## Team mode in containers: land a batch (FILE=path.csv) in the watcher's incoming folder
+	$(PY) -m tools.compose land $(FILE)
+
+.PHONY: compose-status
+compose-status: $(STAMP) ## Team mode in containers: each container's state and health
+	$(PY) -m tools.compose status
+
+.PHONY: compose-down
+compose-down: $(STAMP) ## Team mode in containers: stop and remove them (VOLUMES=1: and their data)
+	$(PY) -m tools.compose down $(if $(VOLUMES),--volumes)
+
 .PHONY: test-team
 test-team: $(STAMP) | $(PREFECT_HOME) ## Team mode against real PostgreSQL, MLflow and Prefect servers, workers, Prometheus (minutes)
 	$(PY) -m pytest -m team -rsP --durations=0 level2_pipelines/tests/team
@@ -210,6 +226,10 @@ test-lab: $(STAMP) | $(PREFECT_HOME) ## The lab with the real level 2: its warm 
 .PHONY: test-readme
 test-readme: $(STAMP) | $(PREFECT_HOME) ## Run every README's console commands in a scratch copy; check their output (minutes)
 	$(PY) -m pytest -m walkthrough -rP --durations=0 tests/test_readme_walkthrough.py
+
+.PHONY: test-compose
+test-compose: $(STAMP) ## Walk team mode's whole loop in containers: up, train, land, drift, retrain, rollback, down (minutes)
+	$(PY) -m pytest -m compose -rsP --durations=0 tests/test_compose.py
 
 .PHONY: test-images
 test-images: $(STAMP) ## Build each level's image from a tree with planted secrets: none inside (minutes)

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     min_batch_rows: int = 20
     retrain_cron: str = "0 3 * * *"  # the scheduled deployment: every day at 03:00
     work_pool: str | None = None  # where published deployments run; None: a serving runner
+    # Where the work pool's workers have this code (the folder holding level2_pipelines/), named
+    # in each published deployment: /app in the image. Unset: the publisher's own checkout,
+    # right only when the workers share it (team mode on one machine).
+    worker_code_dir: str | None = None
 
     # The service.
     host: str = "127.0.0.1"  # loopback by default: exposing the service is a decision

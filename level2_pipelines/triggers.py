@@ -97,9 +97,9 @@ def publish(settings: Settings) -> list[str]:
     for deployment in deployments(settings):
         if settings.work_pool is not None:
             # A worker runs each flow run in a scratch folder unless the deployment says where
-            # the code is: here, the folder holding this package (for workers on other hosts,
-            # a git repository or an image holding the same code).
-            deployment.storage = LocalStorage(str(CODE_ROOT))
+            # the code is: where the workers have it (LEVEL2_WORKER_CODE_DIR: /app in the
+            # image, whoever publishes), else the folder holding this package.
+            deployment.storage = LocalStorage(settings.worker_code_dir or str(CODE_ROOT))
         deployment.apply(work_pool_name=settings.work_pool)
         names.append(deployment.full_name)
     return names

@@ -23,6 +23,7 @@ import contextlib
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -66,12 +67,11 @@ def installed(program: str, package: str) -> bool:
     return shutil.which(program) is not None
 
 
-@contextlib.contextmanager
-def engine() -> Iterator[None]:
-    """A Docker engine for the duration: the running one, or one started here and stopped after."""
+def start_engine() -> subprocess.Popen | None:
+    """The engine answers when this returns: the running one (None), or dockerd started here,
+    where this is root on a Debian machine (the process, for `stop_engine`)."""
     if engine_answers():
-        yield
-        return
+        return None
     if not installed("docker", "docker.io"):
         raise ImageError("no `docker` client on PATH (Debian: apt install docker.io)")
     if not installed("dockerd", "docker.io") or os.geteuid() != 0:
@@ -83,20 +83,40 @@ def engine() -> Iterator[None]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         daemon = subprocess.Popen(["dockerd"], stdout=out, stderr=out, start_new_session=True)
+    deadline = time.monotonic() + ENGINE_START_TIMEOUT_S
+    while not engine_answers():
+        if daemon.poll() is not None or time.monotonic() > deadline:
+            stop_engine(daemon.pid)
+            raise ImageError(f"dockerd did not start; its log is {log}")
+        time.sleep(1)
+    print(f"images: started dockerd (log {log})")
+    return daemon
+
+
+def stop_engine(pid: int, timeout: float = 30) -> None:
+    """Stop a dockerd this project started (SIGTERM, then SIGKILL after `timeout`)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)  # raises once it is gone
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    return
+            time.sleep(0.5)
+        os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def engine() -> Iterator[None]:
+    """A Docker engine for the duration: the running one, or one started here and stopped after."""
+    daemon = start_engine()
     try:
-        deadline = time.monotonic() + ENGINE_START_TIMEOUT_S
-        while not engine_answers():
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                raise ImageError(f"dockerd did not start; its log is {log}")
-            time.sleep(1)
-        print(f"images: started dockerd (log {log}); it stops when this is done")
         yield
     finally:
-        daemon.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            daemon.wait(timeout=30)
-        if daemon.poll() is None:
-            daemon.kill()
+        if daemon is not None:
+            stop_engine(daemon.pid)
+            print("images: stopped the dockerd it started")
 
 
 def has_image(name: str) -> bool:
@@ -220,6 +240,37 @@ def build(level: int, context: Path = REPO_ROOT, name: str | None = None) -> str
         raise ImageError(f"docker build failed:\n{built.stdout[-2000:]}{built.stderr[-2000:]}")
     size = run("docker", "image", "inspect", "--format", "{{.Size}}", name).stdout.strip()
     print(f"images: built {name}, {int(size) / 1e6:,.0f} MB")
+    return name
+
+
+PUBLIC_DEBIAN = "debian:bookworm-slim"
+
+
+def debian_base() -> str:
+    """A Debian bookworm image for the images made from Debian's packages: the public one if
+    the engine has it or can pull it, else the one made here (build_local_base)."""
+    if (
+        has_image(PUBLIC_DEBIAN)
+        or run("docker", "pull", PUBLIC_DEBIAN, timeout=120).returncode == 0
+    ):
+        return PUBLIC_DEBIAN
+    if not has_image(LOCAL_BASE):
+        build_local_base()
+    return LOCAL_BASE
+
+
+def build_from_debian(name: str, folder: Path) -> str:
+    """An image whose Dockerfile installs Debian's packages (level 2's PostgreSQL and
+    Prometheus for compose): apt inside the build reaches the archive the way the host does."""
+    base = debian_base()
+    print(f"images: building {name} from {base} with Debian's packages")
+    built = run(
+        "docker", "build", "--quiet", "--network", "host", "--build-arg", f"BASE_IMAGE={base}",
+        "-t", name, str(folder),
+        timeout=1800,
+    )  # fmt: skip
+    if built.returncode:
+        raise ImageError(f"docker build of {name} failed:\n{built.stderr[-2000:]}")
     return name
 
 

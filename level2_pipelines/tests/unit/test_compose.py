@@ -1,9 +1,9 @@
-"""Level 2's compose file (infra/compose.yaml), read as data since no Docker engine runs here:
-team mode's topology at team mode's ports, every image pinned, a health check on everything
-that stays up, ports on loopback only, and the secrets only in the git-ignored .env."""
+"""Level 2's compose file (infra/compose.yaml), read as data, in a second: team mode's topology
+at team mode's ports, every image built here and pinned, a health check on everything that
+stays up, ports on loopback only, the secrets only in the git-ignored .env and only where they
+are used. `make test-compose` (tests/test_compose.py) runs it for real."""
 
 import re
-from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,10 @@ PORT = Settings.model_fields["port"].default
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 COMPOSE = INFRA / "compose.yaml"
-SERVICES = {"postgres", "mlflow", "prefect-server", "publish", "worker", "service", "prometheus"}
+SERVICES = {
+    "postgres", "mlflow", "prefect-server", "publish", "watcher", "worker", "service", "prometheus",
+}  # fmt: skip
+LEVEL2_IMAGE = {"mlflow", "prefect-server", "publish", "watcher", "worker", "service"}
 ONE_SHOT = {"publish"}  # registers the work pool and the deployments, then exits
 
 # Team mode's defaults, by the environment variable that moves each: compose must agree.
@@ -28,7 +31,6 @@ TEAM_DEFAULTS = {
     for name, field in TeamSettings.model_fields.items()
     if name
     in {
-        "pg_port",
         "prefect_port",
         "mlflow_port",
         "service_port",
@@ -40,8 +42,7 @@ TEAM_DEFAULTS = {
     }
 }
 # Which service publishes which of team mode's ports, and the port inside its container.
-PUBLISHED = {
-    "postgres": ("LEVEL2_TEAM_PG_PORT", 5432),
+PUBLISHED = {  # PostgreSQL is reached by the containers only
     "prefect-server": ("LEVEL2_TEAM_PREFECT_PORT", 4200),
     "mlflow": ("LEVEL2_TEAM_MLFLOW_PORT", 5000),
     "service": ("LEVEL2_TEAM_SERVICE_PORT", PORT),
@@ -88,15 +89,27 @@ def test_every_image_is_pinned_to_a_version(compose):
         assert tag and tag != "latest" and re.search(r"\d", tag), f"{name}: {service['image']}"
 
 
-def test_mlflow_and_prefect_servers_are_the_clients_versions(compose):
+def test_mlflow_and_prefect_servers_run_from_the_level_2_image(compose):
     """Client and server on the same version (the lock's), as Prefect asks and MLflow's
-    registry calls assume."""
+    registry calls assume: the servers run from the image the clients run from."""
     services = compose["services"]
+    image = services["service"]["image"]
 
-    mlflow = metadata.version("mlflow")
-    assert services["mlflow"]["image"] == f"ghcr.io/mlflow/mlflow:v{mlflow}-full"
-    prefect = services["prefect-server"]["image"].partition(":")[2]
-    assert prefect.startswith(f"{metadata.version('prefect')}-")
+    for name in LEVEL2_IMAGE:
+        assert services[name]["image"] == image, name
+    assert services["mlflow"]["command"][:2] == ["mlflow", "server"]
+    assert services["prefect-server"]["command"][:3] == ["prefect", "server", "start"]
+
+
+def test_postgres_and_prometheus_are_built_from_debians_packages(compose):
+    """No registry needed: their Dockerfiles install Debian's packages on BASE_IMAGE."""
+    for name, package in (("postgres", "postgresql-15"), ("prometheus", "prometheus")):
+        build = compose["services"][name]["build"]
+        dockerfile = (INFRA / build["context"] / "Dockerfile").read_text()
+
+        assert f"install --yes --no-install-recommends {package}" in dockerfile, name
+        assert "ARG BASE_IMAGE=debian:bookworm-slim" in dockerfile, name
+        assert build["args"]["BASE_IMAGE"] == "${BASE_IMAGE:-debian:bookworm-slim}", name
 
 
 def test_every_lasting_service_has_a_health_check(compose):
@@ -154,8 +167,8 @@ def test_mlflow_server_keeps_and_proxies_the_artifacts(compose):
     command = compose["services"]["mlflow"]["command"]
 
     assert "--serve-artifacts" in command
-    assert "--artifacts-destination=/mlartifacts" in command
-    assert "mlflow-artifacts:/mlartifacts" in compose["services"]["mlflow"]["volumes"]
+    assert "--artifacts-destination=/home/app/state/mlartifacts" in command
+    assert "mlflow-artifacts:/home/app/state" in compose["services"]["mlflow"]["volumes"]
 
 
 def test_workers_poll_the_pool_the_deployments_are_published_to(compose):
@@ -180,14 +193,14 @@ def test_the_worker_finds_the_service_and_mlflow(compose):
 
 
 def test_the_image_is_built_from_the_levels_dockerfile(compose):
-    for name in ("publish", "worker", "service"):
+    for name in LEVEL2_IMAGE:
         build = compose["services"][name]["build"]
 
         assert (COMPOSE.parent / build["context"] / build["dockerfile"]).is_file(), name
 
 
 def test_prometheus_scrapes_the_services_metrics():
-    config = yaml.safe_load((INFRA / "prometheus.yml").read_text())
+    config = yaml.safe_load((INFRA / "prometheus" / "prometheus.yml").read_text())
 
     (job,) = config["scrape_configs"]
 
@@ -202,15 +215,27 @@ def test_no_secret_is_written_in_the_compose_file(compose):
             assert REQUIRED.fullmatch(match["password"]), text
     for name, service in compose["services"].items():
         for key, value in (service.get("environment") or {}).items():
-            if re.search(r"TOKEN|PASSWORD|SECRET", key):
+            if re.search(r"TOKEN|PASSWORD|SECRET", key) and not key.endswith("_FILE"):
                 assert REQUIRED.fullmatch(str(value)), f"{name}: {key}"
-    for name, service in compose["services"].items():
-        assert "LEVEL2_ADMIN_TOKEN" not in (service.get("environment") or {}), name
 
 
-def test_services_holding_the_token_read_the_env_file(compose):
-    for name in ("publish", "worker", "service"):
-        assert compose["services"][name]["env_file"] == ".env", name
+def test_only_the_service_and_the_workers_hold_the_token(compose):
+    """The service checks it, the workers' deploy stage sends it; nothing else gets it."""
+    holders = {
+        name
+        for name, service in compose["services"].items()
+        if "LEVEL2_ADMIN_TOKEN" in (service.get("environment") or {})
+    }
+
+    assert holders == {"service", "worker"}
+
+
+def test_the_database_password_reaches_postgres_as_a_file(compose):
+    postgres = compose["services"]["postgres"]
+
+    assert postgres["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/pg_password"
+    assert postgres["secrets"] == ["pg_password"]
+    assert "POSTGRES_PASSWORD" not in postgres["environment"]
 
 
 def test_env_example_names_every_secret_with_a_value_that_is_refused(compose):
