@@ -255,9 +255,13 @@ def train(
         REFERENCE_TAG: watched_name,  # what the monitor compares its traffic with
     }
     with mlflow_io("train"):
-        return record_training(
+        candidate = record_training(
             run_id, pipeline, training, held_out, metrics, settings.seed, lineage
         )
+        # record_training's `mlflow.start_run` block ended the run FINISHED; it goes on until
+        # the decision is made, and a run cut short must read as unfinished.
+        MlflowClient().update_run(run_id, status="RUNNING")
+    return candidate
 
 
 @stage
