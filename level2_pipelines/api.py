@@ -9,9 +9,15 @@ health, model and metrics. Every answer gets a `prediction_id` and is recorded i
 prediction log off the request path (`prediction_log.py`); `POST /feedback` brings the true
 species back to it, and `GET /metrics` shows requests, latencies, predictions, the served
 version, live accuracy and the drift monitor's latest statistics (`metrics.py`).
+
+It listens whether or not its dependencies answer: it waits for its first champion at most
+`startup_wait_s` (every MLflow call is bounded, `tracking.py`), then serves what it has, says
+on `/ready` what it waits for, and picks the champion up once MLflow is back. The prediction
+log's database may be away too: answers wait in memory until it is back.
 """
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
@@ -21,15 +27,14 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from level2_pipelines import prediction_log, registry
+from level2_pipelines import prediction_log
 from level2_pipelines.errors import BodySizeLimit, http_error_handler, validation_error_handler
 from level2_pipelines.follower import ChampionFollower, ServedModel
 from level2_pipelines.metrics import RequestMetrics, ServiceMetrics
-from level2_pipelines.model import ModelLoadError
 from level2_pipelines.routes import admin, feedback, health, predict
 from level2_pipelines.routes.deps import documented
 from level2_pipelines.settings import Settings
-from level2_pipelines.tracking import connect
+from level2_pipelines.tracking import point_at_store
 
 
 def create_app(
@@ -56,24 +61,26 @@ def create_app(
                 app.state.prediction_log = log
                 # Last out: what is still pending is written after the last request.
                 stack.push_async_callback(asyncio.to_thread, log.engine.dispose)
-                stack.push_async_callback(asyncio.to_thread, log.flush)
+                stack.push_async_callback(asyncio.to_thread, last_flush, log)
                 stack.push_async_callback(
                     stop, asyncio.create_task(keep_books(log, settings, metrics))
                 )
             if model is None:
                 follower = ChampionFollower(
                     app,
-                    await asyncio.to_thread(connect, settings),
+                    point_at_store(settings),
                     settings.model_name,
                     settings.poll_seconds,
+                    store=settings.resolved_tracking_uri,
                 )
                 app.state.follower = follower
                 # Stay up even if nothing can be served yet (/ready is 503 and says why) and
-                # keep following: a fixed champion, or a rollback, is picked up without a
-                # restart.
-                with suppress(ModelLoadError, registry.RegistryError):  # reported by refresh
-                    await follower.refresh()
+                # keep following: a fixed champion, a rollback or MLflow coming back is picked
+                # up without a restart. The first champion is waited for, briefly: a service
+                # that answers at once answers 503 until it has one.
                 stack.push_async_callback(stop, asyncio.create_task(follower.follow()))
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(follower.tried.wait(), settings.startup_wait_s)
             yield
 
     app = FastAPI(
@@ -108,6 +115,9 @@ async def keep_books(log: prediction_log.PredictionLog, settings: Settings, metr
     refreshed = 0.0
     while True:
         await asyncio.sleep(settings.flush_every_s)
+        # Before and after: a flush waiting on the database does not hide what piles up.
+        metrics.log_pending.set(log.pending)
+        metrics.log_dropped.set(log.dropped)
         await asyncio.to_thread(log.flush)
         metrics.log_pending.set(log.pending)
         metrics.log_dropped.set(log.dropped)
@@ -129,14 +139,28 @@ def app_from_env() -> FastAPI:
 
 
 def open_log(settings: Settings) -> prediction_log.PredictionLog:
-    uri = settings.resolved_prediction_log_uri
-    try:
-        engine = prediction_log.open_engine(uri)
-    except SQLAlchemyError:
-        # Workers starting together race to create the tables: the one that loses finds them
-        # made on a second look. Any other failure fails again, and is raised.
-        engine = prediction_log.open_engine(uri)
-    return prediction_log.PredictionLog(engine)
+    """The log, its tables made if its database answers now (within its timeout); if it does
+    not, the first flush that reaches it makes them."""
+    engine = prediction_log.make_engine(
+        settings.resolved_prediction_log_uri, settings.prediction_log_timeout_s
+    )
+    log = prediction_log.PredictionLog(engine, max_pending=settings.prediction_log_max_pending)
+    with suppress(SQLAlchemyError):
+        log.make_tables()
+    return log
+
+
+def last_flush(log: prediction_log.PredictionLog) -> None:
+    """Write what is pending as the service stops; what the database cannot take now is lost
+    with the process, and said so."""
+    log.flush()
+    if log.pending:
+        logging.getLogger("uvicorn.error").error(
+            "prediction log: %d answers could not be written before the service stopped "
+            "(%s); they are lost",
+            log.pending,
+            log.problem,
+        )
 
 
 async def stop(task: asyncio.Task) -> None:

@@ -2,7 +2,8 @@
 background task asks the registry who is champion every `poll_seconds` (and at once on
 `POST /admin/reload`); a new version is loaded completely, off the event loop, and only then
 swapped in with one reference assignment. A request holds the model it started with, so none
-fails or sees a half-loaded model during a swap.
+fails or sees a half-loaded model during a swap. While the tracking server cannot be reached,
+whatever is served goes on serving, `problem` names the server, and the next poll tries again.
 """
 
 import asyncio
@@ -19,6 +20,7 @@ from level2_pipelines import registry
 from level2_pipelines.model import Lineage, ModelLoadError, load_version
 from level2_pipelines.predict import PipelinePredictor, Predictor, serving_predictor
 from level2_pipelines.schemas import SpeciesPrediction
+from level2_pipelines.tracking import unreachable, unreachable_message
 
 log = logging.getLogger("uvicorn.error")  # configured by uvicorn, printed with its lines
 MAX_RETRY_S = 60.0  # the longest wait between two attempts at a champion that failed to load
@@ -55,11 +57,16 @@ class ChampionFollower:
     A champion that cannot be loaded is reported once, retried with a growing delay (a reload
     retries at once), and named by `problem` (and so by `/ready`) while the previous model, if
     any, goes on serving. A registry that cannot be read is reported the same way, not taken
-    for "no champion"."""
+    for "no champion"; a tracking server that cannot be reached is named as such, and is not
+    held against the champion (no backoff: it is loaded as soon as the server answers)."""
 
-    def __init__(self, app: FastAPI, client: MlflowClient, name: str, every_s: float) -> None:
+    def __init__(
+        self, app: FastAPI, client: MlflowClient, name: str, every_s: float, *, store: str = ""
+    ) -> None:
         self.app, self.client, self.name, self.every_s = app, client, name, every_s
+        self.store = store  # the tracking URI, to name it when it cannot be reached
         self.problem: str | None = None  # why the champion is not what is served, if it is not
+        self.tried = asyncio.Event()  # set once the first refresh has succeeded or failed
         self._lock = asyncio.Lock()  # one load at a time: the poller and admin calls meet here
         self._retry: dict[str, tuple[float, float]] = {}  # version -> (next attempt, delay)
 
@@ -71,7 +78,7 @@ class ChampionFollower:
                     registry.version_by_alias, self.client, self.name, registry.CHAMPION
                 )
             except registry.RegistryError as error:
-                self._report(f"registry: {error}")
+                self._report(self._named(error) or f"registry: {error}")
                 raise
             current = getattr(self.app.state, "model", None)
             version = str(champion.version) if champion is not None else None
@@ -84,6 +91,9 @@ class ChampionFollower:
             try:
                 loaded = await asyncio.to_thread(load_served_model, self.client, self.name, version)
             except ModelLoadError as error:
+                if lost := self._named(error):
+                    self._report(lost)
+                    raise
                 self._retry[version] = (time.monotonic() + delay, min(delay * 2, MAX_RETRY_S))
                 self._report(f"model: champion {error}")
                 raise
@@ -93,6 +103,11 @@ class ChampionFollower:
             self._report(None)
             log.info("now serving %s v%s", self.name, loaded.lineage.version)
             return loaded
+
+    def _named(self, error: Exception) -> str | None:
+        """The tracking server, named, if `error` is that it cannot be reached."""
+        reason = unreachable(error)
+        return unreachable_message(self.store, reason) if reason is not None else None
 
     def _report(self, problem: str | None) -> None:
         """Log a problem when it appears or changes, not on every poll."""
@@ -105,7 +120,9 @@ class ChampionFollower:
         self.problem = problem
 
     async def follow(self) -> None:
+        """Refresh at once, then every `every_s`."""
         while True:
-            await asyncio.sleep(self.every_s)
             with suppress(ModelLoadError, registry.RegistryError):  # reported by refresh
                 await self.refresh()
+            self.tried.set()
+            await asyncio.sleep(self.every_s)

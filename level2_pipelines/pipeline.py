@@ -14,13 +14,21 @@ into the run's clock (`timing.py`); the command line (`pipeline_cli.py`) reports
 One decision at a time: from the duplicate check to the promotion a run holds the registry's
 decision lock, so two runs started together are judged one after the other, each against the
 champion of its moment. A batch whose content a version was already trained on is skipped
-(unless `force`), naming that version.
+(unless `force`), naming that version: a version counts once its decision is complete (its
+`batch_checksum` tag is the decision's last write).
+
+A tracking server lost mid-run ends the run with one line naming the server and the stage
+(TrackingUnreachable); the batch is not marked trained on, so running it again once the server
+is back trains and decides it. The MLflow run it leaves RUNNING is ended FAILED by the next run.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
@@ -48,7 +56,13 @@ from level2_pipelines.model import ModelLoadError, load_version
 from level2_pipelines.monitor import DriftVerdict, drift_verdict
 from level2_pipelines.settings import Settings
 from level2_pipelines.timing import MLFLOW, WORK, Clock, clocked, measure
-from level2_pipelines.tracking import connect, log_to_run, tracked_run
+from level2_pipelines.tracking import (
+    connect,
+    log_to_run,
+    tracked_run,
+    unreachable,
+    unreachable_message,
+)
 from level2_pipelines.train import Candidate, fit, git_commit, record_training, training_rows
 from level2_pipelines.validate import BatchRejected, validate_frame
 from shared.data import data_checksum
@@ -70,6 +84,11 @@ class Outcome:
 
 # Tasks pass data frames and clients, which are neither hashable nor worth caching.
 stage = task(cache_policy=NO_CACHE)
+BATCH_TAG = "batch_checksum"  # on a version whose decision is complete: what `trained_on` finds
+
+
+class TrackingUnreachable(registry.RegistryUnavailable):
+    """The tracking server was lost during a run: it names the server and the stage."""
 
 
 @flow(name="penguins-training")
@@ -89,17 +108,19 @@ def training_pipeline(
     with clocked() as clock:
         # Opening the store is MLflow's too: in a fresh process it imports SQLAlchemy and
         # Alembic and checks the database schema (~4 s here), the largest MLflow cost of a run.
-        with measure(MLFLOW, "connect"):
+        with mlflow_io("connect"):
             client = connect(settings)
         if incoming_name is not None:
             batch_path = str(landed_path(incoming_name, settings.incoming_dir))
-        drift = drift_verdict(client, drift_run_id) if drift_run_id is not None else None
+        with mlflow_io("ingest"):
+            drift = drift_verdict(client, drift_run_id) if drift_run_id is not None else None
 
         batch, reference = ingest(batch_path, simulate_rows, drift, settings)
-        with registry.decision(settings):
+        with registry.decision(settings), named_outage("bookkeeping"):
             earlier = registry.trained_on(client, settings.model_name, batch.checksum)
             if earlier is not None and not force:
                 return skipped(batch, earlier, settings)
+            end_abandoned_runs(client, settings)
             with batch_run(client, batch, drift, settings) as run:
                 watched, watched_name = watched_rows(client, batch, drift, settings)
                 rejected = validate(batch, watched, drift, settings, run.run_id)
@@ -119,11 +140,11 @@ def training_pipeline(
                     metrics=candidate.metrics,
                     clock=clock,
                 )
-                if not verdict.passed:
-                    return outcome  # registered and rejected: the champion stays
-                approval = approval or settings.approval
-                outcome.promoted_to, refused = promote(version, verdict, approval, settings)
-                outcome.reasons += [refused] if refused else []
+                if verdict.passed:  # else registered and rejected: the champion stays
+                    approval = approval or settings.approval
+                    outcome.promoted_to, refused = promote(version, verdict, approval, settings)
+                    outcome.reasons += [refused] if refused else []
+                mark_trained_on(client, version, batch, settings)
         if outcome.promoted_to == registry.CHAMPION:
             # After the decision: the alias has moved whatever the service says.
             outcome.deployed = deploy(version, settings)
@@ -188,7 +209,7 @@ def validate(
             batch.batch_id,
             deferred=deferred,
         )
-    with measure(MLFLOW, "validate"):
+    with mlflow_io("validate"):
         client = MlflowClient()
         client.log_artifacts(run_id, str(docs_dir), "data_docs")
         log_to_run(
@@ -233,10 +254,14 @@ def train(
         "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
         REFERENCE_TAG: watched_name,  # what the monitor compares its traffic with
     }
-    with measure(MLFLOW, "train"):
-        return record_training(
+    with mlflow_io("train"):
+        candidate = record_training(
             run_id, pipeline, training, held_out, metrics, settings.seed, lineage
         )
+        # record_training's `mlflow.start_run` block ended the run FINISHED; it goes on until
+        # the decision is made, and a run cut short must read as unfinished.
+        MlflowClient().update_run(run_id, status="RUNNING")
+    return candidate
 
 
 @stage
@@ -247,7 +272,7 @@ def evaluate(candidate: Candidate, settings: Settings) -> Verdict:
     client = MlflowClient()
     logger = get_run_logger()
     held_out = held_out_rows(settings.seed)
-    with measure(MLFLOW, "evaluate"):
+    with mlflow_io("evaluate"):
         champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
         champion_metrics = None
         if champion is not None:
@@ -269,7 +294,7 @@ def evaluate(candidate: Candidate, settings: Settings) -> Verdict:
         verdict.judged_against = str(champion.version) if champion is not None else None
         verdict.reasons += smoke_test(candidate, settings)
         verdict.passed = not verdict.reasons
-    with measure(MLFLOW, "evaluate"):
+    with mlflow_io("evaluate"):
         log_to_run(
             client,
             candidate.run_id,
@@ -285,14 +310,16 @@ def evaluate(candidate: Candidate, settings: Settings) -> Verdict:
 
 @stage
 def register(candidate: Candidate, verdict: Verdict, batch: Batch, settings: Settings) -> str:
-    """A new registry version, tagged with its lineage, validation status and gate outcome."""
-    tags = candidate.lineage | {
+    """A new registry version, tagged with its lineage, validation status and gate outcome;
+    not yet with the batch's checksum (`mark_trained_on`, once it is decided)."""
+    lineage = {k: v for k, v in candidate.lineage.items() if k != BATCH_TAG}
+    tags = lineage | {
         "validation": "passed",
         "gate": "passed" if verdict.passed else "rejected",
         "gate_reasons": "; ".join(verdict.reasons) or "-",
         "judged_against": verdict.judged_against or "none",
     }
-    with measure(MLFLOW, "register"):
+    with mlflow_io("register"):
         return registry.register(
             MlflowClient(), settings.model_name, candidate.model_uri, candidate.run_id, tags
         )
@@ -306,7 +333,7 @@ def promote(
     the champion is still the one it was judged against. Returns (alias or None, why not)."""
     alias = registry.CHAMPION if approval == "auto" else registry.CHALLENGER
     client = MlflowClient()
-    with measure(MLFLOW, "promote"):
+    with mlflow_io("promote"):
         try:
             registry.promote(client, settings.model_name, version, alias, verdict.judged_against)
         except registry.StaleChampion as error:
@@ -322,6 +349,60 @@ def deploy(version: str, settings: Settings) -> str:
 
 
 # --- What the flow decides with -------------------------------------------------------------
+
+
+@contextmanager
+def named_outage(stage: str) -> Iterator[None]:
+    """A tracking store that cannot be reached, raised in the block, becomes one
+    TrackingUnreachable naming it and `stage` (the innermost stage names it)."""
+    try:
+        yield
+    except TrackingUnreachable:
+        raise
+    except Exception as error:
+        reason = unreachable(error)
+        if reason is None:
+            raise
+        lost = unreachable_message(mlflow.get_tracking_uri(), reason)
+        raise TrackingUnreachable(
+            f"{lost.removeprefix('mlflow: ')} in the {stage} stage: nothing was decided for "
+            "this batch, and it is not marked as trained on; run it again once the server "
+            "answers"
+        ) from error
+
+
+@contextmanager
+def mlflow_io(stage: str) -> Iterator[None]:
+    """A stage's MLflow I/O: measured into the run's clock, and named if the store is lost."""
+    with measure(MLFLOW, stage), named_outage(stage):
+        yield
+
+
+def mark_trained_on(client: MlflowClient, version: str, batch: Batch, settings: Settings) -> None:
+    """The decision's last write: from now on this content counts as trained on. A run that
+    stops before it (a lost tracking server, a killed worker) leaves a version that does not
+    count, so the batch is trained and decided again."""
+    with mlflow_io("register"):
+        client.set_model_version_tag(settings.model_name, version, BATCH_TAG, batch.checksum)
+
+
+def end_abandoned_runs(client: MlflowClient, settings: Settings) -> None:
+    """End FAILED the batch runs another run left RUNNING (it lost the tracking server, or its
+    process died): under the decision lock no other batch run can be going on."""
+    experiment = client.get_experiment_by_name(settings.experiment)
+    running = client.search_runs(
+        [experiment.experiment_id], "attributes.status = 'RUNNING'", max_results=100
+    )
+    for run in running:
+        if "batch_source" not in run.data.tags:
+            continue  # not a batch run of this pipeline
+        client.set_tag(
+            run.info.run_id,
+            "ended_by",
+            f"flow run {flow_run.id}: found unfinished (its run lost the tracking server or "
+            "its process)",
+        )
+        client.set_terminated(run.info.run_id, "FAILED")
 
 
 def skipped(batch: Batch, earlier: ModelVersion, settings: Settings) -> Outcome:

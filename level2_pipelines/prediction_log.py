@@ -4,7 +4,10 @@ A request only appends a row to a list in memory (microseconds); a background ta
 rows to the database every `flush_every_s`, in one transaction, off the event loop, and the
 service writes what is left when it shuts down. A write that fails keeps its rows for the next
 flush; past `max_pending` rows the oldest are dropped and counted (`dropped`), so a database
-that is gone for good cannot grow the service without bound.
+that is gone for good cannot grow the service without bound. The service starts whether or not
+the database answers (the tables are made by the first flush that reaches it); a row is
+written at most once, even when a commit's answer was lost with the connection, and every
+connection and statement gives up after `timeout_s`.
 
 The database is any SQLAlchemy URL: a SQLite file in the state folder by default (in WAL mode,
 so the monitor reads while the service writes), PostgreSQL for a team (LEVEL2_PREDICTION_LOG_URI).
@@ -15,11 +18,13 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from shared.contract import CLASSES, NUMERIC_FEATURES, TARGET
 
@@ -49,11 +54,20 @@ feedback = sa.Table(
 FEATURE_COLUMNS = [*NUMERIC_FEATURES, "island", "sex"]
 
 
-def open_engine(url: str) -> sa.Engine:
+def open_engine(url: str, timeout_s: int = 5) -> sa.Engine:
     """An engine on `url` with the tables created; SQLite in WAL mode with a patient lock."""
-    sqlite = url.startswith("sqlite")
-    engine = sa.create_engine(url, connect_args={"timeout": 30} if sqlite else {})
-    if sqlite:
+    engine = make_engine(url, timeout_s)
+    metadata.create_all(engine)
+    return engine
+
+
+def make_engine(url: str, timeout_s: int = 5) -> sa.Engine:
+    """An engine on `url` that has not connected yet. On PostgreSQL (psycopg or psycopg2)
+    connecting and each statement give up after `timeout_s`, and a pooled connection a
+    restarted server closed is noticed before use; SQLite waits 30 s for another writer."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
 
         @sa.event.listens_for(engine, "connect")
         def _wal(connection, _record) -> None:
@@ -61,8 +75,27 @@ def open_engine(url: str) -> sa.Engine:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
 
-    metadata.create_all(engine)
-    return engine
+        return engine
+    bounded = {}
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in (
+        "psycopg",
+        "psycopg2",
+    ):
+        bounded = {
+            "connect_timeout": timeout_s,
+            "options": f"-c statement_timeout={timeout_s * 1000}",
+        }
+    # pool_timeout: a thread waiting for a pooled connection gives up too.
+    return sa.create_engine(url, connect_args=bounded, pool_pre_ping=True, pool_timeout=timeout_s)
+
+
+def _insert_once(engine: sa.Engine):
+    """INSERT that skips a row already there: a commit whose answer was lost (the server went
+    away just then) is retried with rows it may already hold."""
+    dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(engine.dialect.name)
+    if dialect is None:
+        return predictions.insert()
+    return dialect.insert(predictions).on_conflict_do_nothing(index_elements=["prediction_id"])
 
 
 class PredictionLog:
@@ -71,9 +104,14 @@ class PredictionLog:
     def __init__(self, engine: sa.Engine, *, max_pending: int = 200_000) -> None:
         self.engine, self.max_pending = engine, max_pending
         self.dropped = 0  # rows given up because the database could not take them in time
-        self._pending: list[dict] = []
+        self._pending: deque[dict] = deque()
         self._write = threading.Lock()  # one flush at a time: the background task, or close
+        # Held only to swap or change the buffer: a request appending on the event loop and a
+        # flush taking the buffer in a thread never meet halfway (no row lost, none twice).
+        self._buffer = threading.Lock()
         self._failing: str | None = None
+        self._dropping = False  # said once per outage
+        self._tables_made = False
 
     def record(
         self,
@@ -84,51 +122,87 @@ class PredictionLog:
         probabilities: dict[str, float],
         latency_ms: float,
     ) -> None:
-        """Keep one answer; called on the event loop, so it only appends."""
-        self._pending.append(
-            {
-                "prediction_id": prediction_id,
-                "served_at": time.time(),
-                "model_version": model_version,
-                **features,
-                "predicted": predicted,
-                **{f"p_{species}": p for species, p in probabilities.items()},
-                "latency_ms": latency_ms,
-            }
-        )
+        """Keep one answer; called on the event loop, so it only appends (and, full, drops the
+        oldest: a flush stuck on a database that does not answer must not grow it either)."""
+        row = {
+            "prediction_id": prediction_id,
+            "served_at": time.time(),
+            "model_version": model_version,
+            **features,
+            "predicted": predicted,
+            **{f"p_{species}": p for species, p in probabilities.items()},
+            "latency_ms": latency_ms,
+        }
+        with self._buffer:
+            if len(self._pending) >= self.max_pending:
+                self._pending.popleft()
+                self._drop(1)
+            self._pending.append(row)
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
+    @property
+    def problem(self) -> str | None:
+        """Why recorded answers are waiting in memory, while they are."""
+        if self._failing is None:
+            return None
+        return f"prediction log: cannot write ({self._failing}); keeping answers to retry"
+
     def flush(self) -> int:
         """Write every pending row in one transaction; return how many were written."""
         with self._write:
-            # Swapping the list is atomic under the GIL: requests append to the new one.
-            rows, self._pending = self._pending, []
+            with self._buffer:  # requests append to the new one
+                taken, self._pending = self._pending, deque()
+            rows = list(taken)
             if not rows:
                 return 0
             try:
+                self.make_tables()
                 with self.engine.begin() as connection:
-                    connection.execute(predictions.insert(), rows)
+                    connection.execute(_insert_once(self.engine), rows)
             except sa.exc.SQLAlchemyError as error:
                 self._keep_for_later(rows, error)
                 return 0
             if self._failing is not None:
                 log.info("prediction log: writing again (%d rows)", len(rows))
                 self._failing = None
+            self._dropping = False
             return len(rows)
 
+    def make_tables(self) -> None:
+        if not self._tables_made:
+            # Services starting together race to make them: the loser finds them on its next
+            # flush (its rows wait until then).
+            metadata.create_all(self.engine)
+            self._tables_made = True
+
     def _keep_for_later(self, rows: list[dict], error: Exception) -> None:
-        self._pending[:0] = rows  # oldest first, before what arrived meanwhile
-        excess = len(self._pending) - self.max_pending
-        if excess > 0:
-            del self._pending[:excess]
-            self.dropped += excess
-        problem = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        with self._buffer:
+            self._pending.extendleft(reversed(rows))  # oldest first, before newer ones
+            excess = max(len(self._pending) - self.max_pending, 0)
+            for _ in range(excess):
+                self._pending.popleft()
+            self._drop(excess)
+        problem = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}"
         if problem != self._failing:  # once per kind of failure, not once per flush
             log.error("prediction log: cannot write (%s); keeping rows to retry", problem)
             self._failing = problem
+
+    def _drop(self, rows: int) -> None:
+        """The policy when the buffer is full: the oldest answers go, counted, and said once
+        per outage (`dropped` is on /metrics)."""
+        if rows <= 0:
+            return
+        if not self._dropping:
+            self._dropping = True
+            log.error(
+                "prediction log: %d answers kept in memory (the most it keeps): dropping the "
+                "oldest until the database takes them",
+                self.max_pending,
+            )
+        self.dropped += rows
 
     def knows(self, prediction_id: str) -> bool:
         """Whether this service gave that answer (written, or still pending)."""
@@ -136,8 +210,11 @@ class PredictionLog:
             return self._knows(prediction_id)
 
     def _knows(self, prediction_id: str) -> bool:
-        if any(row["prediction_id"] == prediction_id for row in reversed(self._pending)):
+        with self._buffer:
+            pending = list(self._pending)
+        if any(row["prediction_id"] == prediction_id for row in reversed(pending)):
             return True
+        self.make_tables()
         query = sa.select(predictions.c.prediction_id).where(
             predictions.c.prediction_id == prediction_id
         )

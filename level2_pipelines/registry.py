@@ -85,7 +85,9 @@ def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersio
 
 
 def trained_on(client: MlflowClient, name: str, batch_checksum: str) -> ModelVersion | None:
-    """The earliest version of `name` trained on a batch with this content, if any."""
+    """The earliest version of `name` trained on a batch with this content and decided, if any:
+    the pipeline tags a version's `batch_checksum` as its decision's last write, so a version
+    whose run was cut short (a lost tracking server, a killed worker) does not count."""
     try:
         found = client.search_model_versions(
             f"name = '{name}' and tags.batch_checksum = '{batch_checksum}'"

@@ -75,6 +75,21 @@ class Settings(BaseSettings):
     monitor_every_s: int = Field(default=60, ge=10)
     drift_cooldown_s: float = Field(default=600, ge=0)  # one retraining asked per champion per
 
+    # Bounded waits on the dependencies (faults survived): no call waits for minutes.
+    # Each MLflow request: this long for an answer, tried 1 + `mlflow_retries` times, waits
+    # between tries of 0, 2, 4... s (tracking.py). Connection refused fails in ~3 s; a server
+    # that never answers in (1 + retries) x timeout + the waits (~33 s with these).
+    mlflow_timeout_s: int = Field(default=10, ge=1)
+    mlflow_retries: int = Field(default=2, ge=0, le=10)
+    # The service waits this long for its first champion before it listens; past it, it
+    # listens anyway (/ready 503 naming what it waits for) and goes on trying.
+    startup_wait_s: float = Field(default=30.0, ge=0)
+    # A PostgreSQL prediction log: connecting, and each statement, give up after this long.
+    prediction_log_timeout_s: int = Field(default=5, ge=1)
+    # Answers kept in memory while the log's database is away; past it the oldest are
+    # dropped and counted (penguins_prediction_log_dropped_rows on /metrics). ~1 KB each.
+    prediction_log_max_pending: int = Field(default=200_000, ge=1)
+
     # The workshop's local servers (`make level2-up`).
     prefect_port: int = 4200
     mlflow_ui_port: int = 5000

@@ -5,7 +5,13 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from level2_pipelines.routes.deps import FollowerDep, MetricsDep, ModelDep, documented
+from level2_pipelines.routes.deps import (
+    FollowerDep,
+    MetricsDep,
+    ModelDep,
+    PredictionLogDep,
+    documented,
+)
 from level2_pipelines.schemas import HealthPublic, LineagePublic, ReadyPublic
 
 router = APIRouter()
@@ -30,13 +36,18 @@ async def health() -> HealthPublic:
 
 
 @router.get("/ready", responses=documented(503))
-async def ready(served: ModelDep, follower: FollowerDep) -> ReadyPublic:
-    """Readiness: a model is loaded and served; `problem` names a newer champion that
-    could not be loaded, or a registry that cannot be read, while this one serves."""
+async def ready(served: ModelDep, follower: FollowerDep, log: PredictionLogDep) -> ReadyPublic:
+    """Readiness: a model is loaded and served; `problem` names, while this one serves, a
+    newer champion that could not be loaded, a registry or tracking server that cannot be
+    reached, or a prediction log whose database is away (answers wait in memory)."""
+    problems = [
+        follower.problem if follower is not None else None,
+        log.problem if log is not None else None,
+    ]
     return ReadyPublic(
         status="ready",
         model_version=served.lineage.version,
-        problem=follower.problem if follower is not None else None,
+        problem="; ".join(p for p in problems if p) or None,
     )
 
 

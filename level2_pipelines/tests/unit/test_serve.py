@@ -70,24 +70,24 @@ def test_a_worker_losing_the_race_to_create_the_log_tables_still_opens_the_log(
     tmp_path, monkeypatch
 ):
     """Two workers start together: the one whose CREATE TABLE meets the table the other just
-    made opens the log on a second look, instead of failing its start."""
+    made opens the log anyway, and its first flush finds the tables and writes."""
     settings = Settings(state_dir=tmp_path)
-    real_open, attempts = prediction_log.open_engine, []
+    real_create, attempts = prediction_log.metadata.create_all, []
 
-    def racing(uri: str) -> sa.Engine:
-        attempts.append(uri)
+    def racing(engine: sa.Engine) -> None:
+        attempts.append(engine)
         if len(attempts) == 1:
-            real_open(uri).dispose()  # the other worker, a moment earlier
-            with sa.create_engine(uri).begin() as connection:  # then this one's CREATE TABLE
+            real_create(engine)  # the other worker, a moment earlier
+            with engine.begin() as connection:  # then this one's CREATE TABLE
                 connection.execute(CreateTable(prediction_log.predictions))
-        return real_open(uri)
+        real_create(engine)
 
-    monkeypatch.setattr(prediction_log, "open_engine", racing)
+    monkeypatch.setattr(prediction_log.metadata, "create_all", racing)
     log = open_log(settings)
-
-    assert len(attempts) == 2
     log.record("a" * 32, "1", EXAMPLE_PAYLOAD, "Adelie", PROBABILITIES, 1.0)
+
     assert log.flush() == 1
+    assert len(attempts) == 2
 
 
 def test_each_worker_gets_a_listening_socket_of_its_own_on_the_port():
