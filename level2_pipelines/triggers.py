@@ -118,6 +118,8 @@ def watching(settings: Settings) -> dict:
         "max_bytes": settings.incoming_max_bytes,
         "quarantine": settings.quarantine_dir / "incoming",
         "heartbeat": watcher_heartbeat(settings),
+        "retries": settings.incoming_retries,
+        "backoff_s": settings.incoming_retry_backoff_s,
     }
 
 
