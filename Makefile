@@ -108,7 +108,7 @@ level2-monitor: $(STAMP) | $(PREFECT_HOME) ## Level 2: compare the last 200 serv
 	$(PY) -m level2_pipelines.monitor
 
 .PHONY: level2-prune
-level2-prune: $(STAMP) ## Level 2: prune the prediction log and drift reports by the LEVEL2_RETAIN_* settings
+level2-prune: $(STAMP) | $(PREFECT_HOME) ## Level 2: prune the prediction log and drift reports by the LEVEL2_RETAIN_* settings
 	$(PY) -m level2_pipelines.retention
 
 .PHONY: level2-up

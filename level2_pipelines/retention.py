@@ -108,6 +108,7 @@ def prune_reports(monitor_dir: Path, settings: Settings, now: float) -> int:
 def prune(settings: Settings, now: float | None = None) -> Pruned:
     """Apply the retention settings to the prediction log and the monitor's reports."""
     now = time.time() if now is None else now
+    settings.state_dir.mkdir(parents=True, exist_ok=True)  # where the SQLite log is by default
     engine = prediction_log.open_engine(settings.resolved_prediction_log_uri)
     try:
         answers, labels = prune_prediction_log(engine, settings, now)

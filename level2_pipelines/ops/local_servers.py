@@ -147,8 +147,8 @@ def status(settings: Settings) -> None:
     if dead_watcher:
         sys.exit(
             f"level 2: the incoming watcher is not watching ({dead_watcher}); "
-            "its supervisor restarts it once its beat is 30 s old (`make level2-down level2-up` "
-            "if it stays so); its log is deployments.log"
+            "its supervisor restarts it once its beat is 2 minutes old (`make level2-down "
+            "level2-up` if it stays so); its log is deployments.log"
         )
 
 

@@ -32,6 +32,9 @@ START_TIMEOUT_S = 120.0
 RESTART_DELAYS_S = (1, 2, 5, 10, 30)  # something dying again and again is restarted ever slower
 LIVED_LONG_S = 60.0  # one that lived this long starts the delays over
 STALE_S = 30.0  # a heartbeat older than this: the loop that beats is not working
+# `keep` restarts a process whose beat is this old: longer than STALE_S, as one poll may wait
+# out a slow API call (Prefect's client allows 60 s), and a restart costs the process's work.
+RESTART_STALE_S = 120.0
 BIN_DIR = Path(sys.executable).parent
 # MLflow's job runner (GenAI features, unused here) would be 8 more processes, ~0.8 GB.
 MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -190,7 +193,7 @@ def kept_alive(command: list[str], heartbeat: Path | None = None) -> list[str]:
     return [sys.executable, "-m", "level2_pipelines.ops.processes", "keep", *beat, "--", *command]
 
 
-def keep(command: list[str], heartbeat: Path | None, stale_s: float = STALE_S) -> None:
+def keep(command: list[str], heartbeat: Path | None, stale_s: float = RESTART_STALE_S) -> None:
     """Run `command` until this process is told to stop; restart it when it ends unasked or,
     once it has beaten, when its heartbeat goes stale. Says each restart and why."""
     stopping = False
@@ -255,7 +258,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Keep a command running (see the docstring).")
     parser.add_argument("action", choices=["keep"])
     parser.add_argument("--heartbeat", type=Path, help="restart it when this stops beating")
-    parser.add_argument("--stale-s", type=float, default=STALE_S, help="a beat this old: stopped")
+    parser.add_argument(
+        "--stale-s", type=float, default=RESTART_STALE_S, help="a beat this old: restarted"
+    )
     parser.add_argument("command", nargs="+", help="the command, after --")
     args = parser.parse_args()
     keep(args.command, args.heartbeat, args.stale_s)
