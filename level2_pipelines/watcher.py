@@ -4,11 +4,12 @@ deployment waits for (`triggers.py`). Prefect has no file sensor, so this small 
 
 Landing a file: write it under a name starting with "." (ignored), then rename it, or copy it
 in whole; the watcher also waits until its size and time have held still for
-LEVEL2_INCOMING_SETTLE_S (2 s), so a writer that pauses is not read half-way. Files are known
-by their content, so a daily export under a fixed name is seen each time its content changes.
-A directory, FIFO, socket or symbolic link under a batch's name is named once and left alone
-(a FIFO is never opened); a file over LEVEL2_INCOMING_MAX_BYTES (50 MB) is moved unread to the
-quarantine folder's incoming/ with its reason. A send that fails (the API away) is tried again
+LEVEL2_INCOMING_SETTLE_S (2 s), so a writer that pauses is not read half-way (`incoming.py`
+says which files are whole). Files are known by their content, so a daily export under a
+fixed name is seen each time its content changes. A directory, FIFO, socket or symbolic link
+under a batch's name is named once and left alone (a FIFO is never opened); a file over
+LEVEL2_INCOMING_MAX_BYTES (50 MB) is moved unread to the quarantine folder's incoming/ with its
+reason. A send that fails (the API away) is tried again
 at the next polls, three times in all.
 
 A batch is followed to its run's end: the warm worker's task run, or the flow run the event
@@ -29,9 +30,6 @@ restarted by its supervisor when it dies or stops beating (`ops/processes.py`).
 """
 
 import hashlib
-import os
-import shutil
-import stat
 import sys
 import threading
 import time
@@ -50,6 +48,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.events import emit_event
 from prefect.states import State
 
+from level2_pipelines.incoming import Seen, Stamp, link, same_file, settled_files
 from level2_pipelines.ops import warm_runs
 from level2_pipelines.ops.processes import Backoff, write_heartbeat
 from level2_pipelines.ops.warm_runs import WAIT_LIMIT_S
@@ -57,90 +56,12 @@ from level2_pipelines.settings import Settings
 
 BATCH_LANDED = "penguins.batch.landed"
 ROUTE = "penguins.batch.route"  # who runs the landed batch: "warm-worker" or "deployment"
-BATCH_SUFFIXES = {".csv", ".parquet"}
 WATCH_EVERY_S = 1.0
 ON_NEW_DATA = "penguins-training/on-new-data"  # the deployment the event starts (triggers.py)
 CHECK_EVERY_S = 5.0  # how often the runs of sent batches are asked how they ended
 FIND_RUN_S = 120.0  # an event whose flow run has not appeared by then: a failed try
 KEPT = ".sent"  # in incoming/: links to the batches whose run has not ended yet
-
-
-Stamp = tuple[int, int]  # a file's size and modification time
 SEND_TRIES = 3  # a landed file whose run cannot be started is tried this many times
-KINDS = {  # what a name in the incoming folder can be besides a file, and why it is not taken
-    stat.S_IFDIR: "a directory",
-    stat.S_IFIFO: "a FIFO (never opened: reading it would wait for a writer)",
-    stat.S_IFLNK: "a symbolic link (land the file itself: a link can point anywhere)",
-    stat.S_IFSOCK: "a socket",
-}
-
-
-@dataclass
-class Seen:
-    stamp: Stamp
-    since: float  # when this poll's clock first saw the file at this stamp
-
-
-def settled_files(
-    incoming: Path,
-    seen: dict[Path, Seen],
-    *,
-    settle_s: float = 0.0,
-    max_bytes: int | None = None,
-    quarantine: Path | None = None,
-    told: set[tuple[Path, str]] | None = None,
-) -> list[Path]:
-    """Batch files in `incoming` that are whole: unchanged (size and modification time) since
-    the previous poll, whose view `seen` holds and is updated to this poll's, and for at least
-    `settle_s` by this process's clock (a writer may pause longer than a poll; the file's own
-    time may come from another machine's clock). Names starting with "." are still being
-    written. Anything but a regular file is named once (in `told`) and left alone; a file over
-    `max_bytes` is moved to `quarantine` with its reason."""
-    told = set() if told is None else told
-    now, clock = {}, time.monotonic()
-    for path in sorted(incoming.iterdir()):
-        if path.suffix.lower() not in BATCH_SUFFIXES or path.name.startswith("."):
-            continue
-        try:
-            info = path.lstat()  # never follows a link, never opens the file
-        except FileNotFoundError:  # taken by a run meanwhile
-            continue
-        kind = stat.S_IFMT(info.st_mode)
-        if kind != stat.S_IFREG:
-            if (path, str(kind)) not in told:
-                told.add((path, str(kind)))
-                print(
-                    f"level 2 watcher: {path.name} is {KINDS.get(kind, 'not a file')}; left alone"
-                )
-            continue
-        if max_bytes is not None and info.st_size > max_bytes:
-            set_aside(path, info.st_size, max_bytes, quarantine or incoming.parent / "quarantine")
-            continue
-        stamp = (info.st_size, info.st_mtime_ns)
-        earlier = seen.get(path)
-        now[path] = (
-            earlier if earlier is not None and earlier.stamp == stamp else Seen(stamp, clock)
-        )
-    settled = [
-        path
-        for path, entry in now.items()
-        if path in seen and seen[path].stamp == entry.stamp and clock - entry.since >= settle_s
-    ]
-    seen.clear()
-    seen.update(now)
-    return settled
-
-
-def set_aside(path: Path, size: int, max_bytes: int, quarantine: Path) -> None:
-    """Move a file too large to be a batch out of the incoming folder, with its reason."""
-    quarantine.mkdir(parents=True, exist_ok=True)
-    reason = (
-        f"{path.name} is {size:,} bytes, over LEVEL2_INCOMING_MAX_BYTES ({max_bytes:,}); "
-        f"moved to {quarantine} unread"
-    )
-    path.replace(quarantine / path.name)
-    (quarantine / f"{path.name}.reason.txt").write_text(reason + "\n")
-    print(f"level 2 watcher: {reason}")
 
 
 @dataclass
@@ -420,25 +341,6 @@ def run_state(run: Run, claimed: set[str]) -> State | None:
             else:
                 return None
         return client.read_flow_run(UUID(run.flow_run_id)).state
-
-
-def link(source: Path, target: Path) -> None:
-    """Another name for the same file (a copy where links cannot be made)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except FileExistsError:
-        if not same_file(source, target):
-            raise
-    except OSError:  # another file system, or one without hard links
-        shutil.copy2(source, target)
-
-
-def same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def hand_over(name: str, digest: str) -> Run:
