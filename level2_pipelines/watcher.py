@@ -9,8 +9,7 @@ says which files are whole). Files are known by their content, so a daily export
 fixed name is seen each time its content changes. A directory, FIFO, socket or symbolic link
 under a batch's name is named once and left alone (a FIFO is never opened); a file over
 LEVEL2_INCOMING_MAX_BYTES (50 MB) is moved unread to the quarantine folder's incoming/ with its
-reason. A send that fails (the API away) is tried again
-at the next polls, three times in all.
+reason. A send that fails (the API away) is tried again at the next polls, three times in all.
 
 A batch is followed to its run's end: the warm worker's task run, or the flow run the event
 started on the on-new-data deployment (found by the file's name among that deployment's runs).
