@@ -19,8 +19,9 @@ LEVEL2_INCOMING_RETRY_BACKOFF_S (10 s) before the first retry, twice that before
 the batch goes to the quarantine folder's incoming/ with the reason. A refusal is the input's
 fault and not retried (the pipeline quarantined the batch, or named an expected failure). Until
 its run's outcome is known the watcher keeps a hard link to the batch in incoming/.sent/, so
-a run that crashed after validation moved the file can be started on it again; links an earlier
-watcher left are landed again when it starts (a content already trained on is skipped).
+a run that crashed after validation moved the file can be started on it again, and a note of
+the run it waits for beside it, so a restarted watcher follows that run on (a link left without
+a note is landed again: a content already trained on is skipped).
 
 An error never ends the watching: one in a poll is said and the watcher goes on; one outside
 (its heartbeat cannot be written) stops it a while, longer each time, then it starts again. It
@@ -29,6 +30,7 @@ restarted by its supervisor when it dies or stops beating (`ops/processes.py`).
 """
 
 import hashlib
+import json
 import sys
 import threading
 import time
@@ -91,6 +93,35 @@ class Pending:
     tries: int = 1  # runs started on it
     checked: float = field(default_factory=time.monotonic)
     retry_at: float | None = None
+
+    @property
+    def note(self) -> Path:
+        """Beside the link: which run it waits for, so a restarted watcher follows it on."""
+        return self.kept.with_name(f"{self.kept.name}.json")
+
+    def save(self) -> None:
+        run = self.run
+        found = {"name": self.name, "digest": self.digest, "tries": self.tries}
+        found |= {"task_run_id": run.task_run_id, "flow_run_id": run.flow_run_id}
+        found |= {"asked_at": run.asked_at.isoformat(), "taken_by": run.taken_by}
+        partial = self.note.with_suffix(".partial")
+        partial.write_text(json.dumps(found))
+        partial.replace(self.note)
+
+    @classmethod
+    def load(cls, kept: Path) -> "Pending | None":
+        try:
+            found = json.loads(kept.with_name(f"{kept.name}.json").read_text())
+            run = Run(
+                found["taken_by"],
+                task_run_id=found["task_run_id"],
+                name=found["name"],
+                asked_at=datetime.fromisoformat(found["asked_at"]),
+                flow_run_id=found["flow_run_id"],
+            )
+            return cls(found["name"], found["digest"], kept, run, tries=found["tries"])
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
 
 
 class Watcher:
@@ -175,6 +206,7 @@ class Watcher:
             return not again
         self.sent[digest] = landing
         self.pending[digest] = Pending(path.name, digest, kept, run)
+        self.pending[digest].save()
         print(f"level 2 watcher: {path.name} landed; {BATCH_LANDED} sent, {run.taken_by}")
         return True
 
@@ -188,11 +220,14 @@ class Watcher:
         if now - pending.checked < CHECK_EVERY_S:
             return
         pending.checked = now
+        found = pending.run.flow_run_id
         try:
             state = run_state(pending.run, self.claimed)
         except Exception as error:  # the API away: asked again at the next check
             print(f"level 2 watcher: {pending.name}: cannot ask how its run went ({error})")
             state = None
+        if pending.run.flow_run_id != found:
+            pending.save()
         waited = (datetime.now(UTC) - pending.run.asked_at).total_seconds()
         if state is None and pending.run.task_run_id is None and pending.run.flow_run_id is None:
             if waited > FIND_RUN_S:
@@ -238,6 +273,7 @@ class Watcher:
             self.failed(pending, f"not sent again ({type(error).__name__}: {error})")
             return
         pending.checked = time.monotonic()
+        pending.save()
         print(f"level 2 watcher: {pending.name} sent again; {pending.run.taken_by}")
 
     def give_up(self, pending: Pending, reason: str) -> None:
@@ -256,12 +292,24 @@ class Watcher:
 
     def forget(self, pending: Pending) -> None:
         pending.kept.unlink(missing_ok=True)
+        pending.note.unlink(missing_ok=True)
         del self.pending[pending.digest]
 
     def land_leftovers(self) -> None:
-        """Batches an earlier watcher sent and never saw end: landed again."""
+        """Batches an earlier watcher sent and never saw end: their runs followed on, or, when
+        it left no note of the run, the batch landed again."""
         folder = self.incoming / KEPT
         for kept in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if kept.suffix == ".partial" or (
+                kept.suffix == ".json" and not kept.with_suffix("").exists()
+            ):  # half a note, or the note of a batch gone: nothing to follow
+                kept.unlink()
+            if kept.suffix in {".json", ".partial"}:
+                continue
+            pending = Pending.load(kept)
+            if pending is not None:
+                self.follow_on(pending)
+                continue
             name = kept.name.split("-", 1)[-1]
             if not (self.incoming / name).exists():
                 link(kept, self.incoming / name)
@@ -270,6 +318,21 @@ class Watcher:
                     "its run end; landed again (a content already trained on is skipped)"
                 )
             kept.unlink()
+
+    def follow_on(self, pending: Pending) -> None:
+        path = self.incoming / pending.name
+        stamp = (0, 0)
+        if same_file(path, pending.kept):  # still waiting in incoming/: not a new landing
+            info = path.stat()
+            stamp = (info.st_size, info.st_mtime_ns)
+            self.done.add((path, stamp))
+        self.sent[pending.digest] = (path, stamp)
+        self.pending[pending.digest] = pending
+        self.claimed |= {pending.run.flow_run_id} - {None}
+        print(
+            f"level 2 watcher: {pending.name} was sent by an earlier watcher; "
+            f"following {pending.run} on"
+        )
 
 
 def watch_incoming(incoming: Path, stop: threading.Event, **rules) -> None:

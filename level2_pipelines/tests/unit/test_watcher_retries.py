@@ -108,3 +108,41 @@ def test_a_batch_the_pipeline_refused_is_not_sent_again(watching, capsys):
 
     assert started == ["daily.csv"]
     assert not list((incoming / ".sent").iterdir())
+
+
+def test_a_restarted_watcher_follows_the_run_it_was_waiting_for(tmp_path, monkeypatch, capsys):
+    """A watcher stopped while a batch's run goes on leaves a note; the next one follows that
+    run to its end instead of starting another on the batch."""
+    monkeypatch.setattr(watcher, "WATCH_EVERY_S", 0.05)
+    monkeypatch.setattr(watcher, "CHECK_EVERY_S", 0.05)
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    started, ended = [], threading.Event()
+
+    def hand_over(name: str, digest: str) -> watcher.Run:
+        started.append(name)
+        return watcher.Run("run by the test", task_run_id="t-1", name=name)
+
+    monkeypatch.setattr(watcher, "hand_over", hand_over)
+    monkeypatch.setattr(
+        watcher, "run_state", lambda run, claimed: Completed() if ended.is_set() else None
+    )
+
+    def watch_for(seconds: float) -> None:
+        stop = threading.Event()
+        thread = threading.Thread(target=watcher.watch_incoming, args=(incoming, stop))
+        thread.start()
+        time.sleep(seconds)
+        stop.set()
+        thread.join(timeout=10)
+
+    (incoming / "daily.csv").write_text("species\nAdelie\n")
+    watch_for(0.5)  # sends it; its run goes on
+    ended.set()
+    watch_for(0.5)  # a new watcher: the run ends
+
+    assert started == ["daily.csv"]
+    assert list((incoming / ".sent").iterdir()) == []
+    said = capsys.readouterr().out
+    assert "daily.csv was sent by an earlier watcher; following task run t-1 on" in said
+    assert "daily.csv: task run t-1 Completed; done" in said
