@@ -107,6 +107,10 @@ level2-approve: $(STAMP) | $(PREFECT_HOME) ## Level 2: promote the waiting `chal
 level2-monitor: $(STAMP) | $(PREFECT_HOME) ## Level 2: compare the last 200 served answers with the reference; on drift, ask for a retraining
 	$(PY) -m level2_pipelines.monitor
 
+.PHONY: level2-prune
+level2-prune: $(STAMP) | $(PREFECT_HOME) ## Level 2: prune the prediction log and drift reports by the LEVEL2_RETAIN_* settings
+	$(PY) -m level2_pipelines.retention
+
 .PHONY: level2-up
 level2-up: $(STAMP) | $(PREFECT_HOME) ## Level 2: start the Prefect server+UI (:4200), MLflow UI (:5000), the warm worker and the deployments
 	$(PY) -m level2_pipelines.ops.local_servers up

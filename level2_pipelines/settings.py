@@ -90,6 +90,20 @@ class Settings(BaseSettings):
     # dropped and counted (penguins_prediction_log_dropped_rows on /metrics). ~1 KB each.
     prediction_log_max_pending: int = Field(default=200_000, ge=1)
 
+    # Incoming retries and bounded growth (`watcher.py`, `retention.py`). A landed batch whose
+    # run failed or crashed for a reason not the input's is sent again this many times in all,
+    # then quarantined with the reason; each retry waits longer (backoff, capped).
+    incoming_retries: int = Field(default=3, ge=1)
+    incoming_retry_backoff_s: float = Field(default=10.0, ge=0)
+    # Retention, applied daily by `penguins-retention/daily` (and `make level2-prune`): answers
+    # older than this or beyond this many rows go, with their feedback, but never the monitor's
+    # window; drift reports older than this or beyond this many go, the newest always stays.
+    retain_predictions_days: float = Field(default=30.0, gt=0)
+    retain_predictions_rows: int = Field(default=1_000_000, ge=1)
+    retain_reports_days: float = Field(default=7.0, gt=0)
+    retain_reports: int = Field(default=500, ge=1)
+    retention_cron: str = "30 4 * * *"  # every day at 04:30, after the nightly retraining
+
     # The workshop's local servers (`make level2-up`).
     prefect_port: int = 4200
     mlflow_ui_port: int = 5000

@@ -20,6 +20,8 @@ drift, and on demand. (The deploy *stage*, putting a promoted model in service, 
   came back since the drift began, read from the monitor's MLflow run, not from the event.
 - `penguins-training/on-demand`: no schedule, for runs started from the UI or the CLI.
 - `penguins-monitor/every-minute`: the drift monitor, every LEVEL2_MONITOR_EVERY_S seconds.
+- `penguins-retention/daily`: prunes the prediction log and the drift reports
+  (LEVEL2_RETENTION_CRON, 04:30; `retention.py`).
 
 Each deployment run executes in a fresh subprocess, as Prefect's runner does, and shows in the
 Prefect UI. Each deployment runs one flow run at a time (later ones wait, queued, in the UI); across
@@ -43,6 +45,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from level2_pipelines.monitor import DRIFT_DETECTED, drift_monitor
 from level2_pipelines.ops.local_servers import local_prefect_server, watcher_heartbeat
 from level2_pipelines.pipeline import training_pipeline
+from level2_pipelines.retention import retention
 from level2_pipelines.settings import Settings
 from level2_pipelines.watcher import BATCH_LANDED, ROUTE, watch_incoming
 
@@ -50,8 +53,8 @@ CODE_ROOT = Path(__file__).resolve().parents[1]  # the folder the package is imp
 
 
 def deployments(settings: Settings) -> list[RunnerDeployment]:
-    """The pipeline's deployments (scheduled, on new data, on drift, on demand) and the
-    monitor's."""
+    """The pipeline's deployments (scheduled, on new data, on drift, on demand), the
+    monitor's and retention's."""
     one_at_a_time = ConcurrencyLimitConfig(
         limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
     )
@@ -87,6 +90,9 @@ def deployments(settings: Settings) -> list[RunnerDeployment]:
         drift_monitor.to_deployment(
             name="every-minute", interval=settings.monitor_every_s, concurrency_limit=1
         ),
+        retention.to_deployment(
+            name="daily", cron=settings.retention_cron, concurrency_limit=one_at_a_time
+        ),
     ]
 
 
@@ -112,6 +118,8 @@ def watching(settings: Settings) -> dict:
         "max_bytes": settings.incoming_max_bytes,
         "quarantine": settings.quarantine_dir / "incoming",
         "heartbeat": watcher_heartbeat(settings),
+        "retries": settings.incoming_retries,
+        "backoff_s": settings.incoming_retry_backoff_s,
     }
 
 

@@ -4,7 +4,8 @@
 - the MLflow UI at http://127.0.0.1:5000, over the same SQLite store the pipeline writes;
 - the warm worker (`level2_pipelines.ops.warm`): a long-lived process with the pipeline
   imported, which runs `make level2` and landed batches; its supervisor restarts it if it dies;
-- the trigger runner (`level2_pipelines.triggers`): schedule, new-data and drift triggers.
+- the trigger runner (`level2_pipelines.triggers`): schedule, new-data and drift triggers, and
+  the incoming watcher; a small supervisor restarts it if it dies or its watcher stops beating.
 
 Each runs in the background with its log and pid under state/level2/servers/ (`processes.py`
 says why not Prefect's own background mode). The pipeline works with them up or not; with them
@@ -27,6 +28,7 @@ from level2_pipelines.ops.processes import (
     START_TIMEOUT_S,
     Processes,
     heartbeat_problem,
+    kept_alive,
     mlflow_server,
     prefect_server,
 )
@@ -63,7 +65,13 @@ def commands(settings: Settings) -> dict[str, tuple[list[str], str]]:
             [sys.executable, "-m", "level2_pipelines.ops.warm", "--api", settings.prefect_api_url],
             None,
         ),
-        "deployments": ([sys.executable, "-m", "level2_pipelines.triggers"], None),
+        # Kept alive: restarted when it dies, or when its incoming watcher stops beating.
+        "deployments": (
+            kept_alive(
+                [sys.executable, "-m", "level2_pipelines.triggers"], watcher_heartbeat(settings)
+            ),
+            None,
+        ),
     }
 
 
@@ -139,7 +147,8 @@ def status(settings: Settings) -> None:
     if dead_watcher:
         sys.exit(
             f"level 2: the incoming watcher is not watching ({dead_watcher}); "
-            "`make level2-down level2-up` restarts it; its log is deployments.log"
+            "its supervisor restarts it once its beat is 2 minutes old (`make level2-down "
+            "level2-up` if it stays so); its log is deployments.log"
         )
 
 

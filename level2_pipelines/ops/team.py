@@ -35,7 +35,13 @@ from pathlib import Path
 
 import httpx
 
-from level2_pipelines.ops.processes import BIN_DIR, MLFLOW_SERVER_ENV, mlflow_server, prefect_server
+from level2_pipelines.ops.processes import (
+    BIN_DIR,
+    MLFLOW_SERVER_ENV,
+    kept_alive,
+    mlflow_server,
+    prefect_server,
+)
 from level2_pipelines.ops.team_postgres import (
     DATABASES,
     drop_databases,
@@ -123,8 +129,11 @@ def commands(team: TeamSettings) -> dict[str, tuple[list[str], str | None, dict[
             None,  # ready once the pool lists it (`wait_for_workers`)
             env,
         )
-    found["watcher"] = (
-        [sys.executable, "-m", "level2_pipelines.triggers", "--watch"],
+    found["watcher"] = (  # restarted when it dies or stops beating
+        kept_alive(
+            [sys.executable, "-m", "level2_pipelines.triggers", "--watch"],
+            team.level2_state_dir / "servers" / "watcher.json",
+        ),
         None,
         env,
     )

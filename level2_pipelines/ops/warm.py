@@ -43,11 +43,9 @@ import httpx
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from level2_pipelines.ops.local_servers import WARM_WORKER_FILE
+from level2_pipelines.ops.processes import Backoff, exit_cause
 from level2_pipelines.ops.warm_runs import RUN_FILE, mark_crashed, run_environment, servers_dir
 from level2_pipelines.settings import Settings
-
-RESTART_DELAYS_S = (1, 2, 5, 10, 30)  # a worker dying again and again is restarted ever slower
-LIVED_LONG_S = 60.0  # a worker that lived this long starts the delays over
 
 
 def work(settings: Settings) -> None:
@@ -122,14 +120,14 @@ def supervise(settings: Settings, api_url: str) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    delays = iter(RESTART_DELAYS_S)
+    backoff = Backoff()
     while not stopping:
         born = time.monotonic()
         child = subprocess.Popen(command, env=environment)
         say(f"worker started (pid {child.pid}); importing the pipeline's libraries")
         code = child.wait()
         (servers_dir(settings) / WARM_WORKER_FILE).unlink(missing_ok=True)
-        cause = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        cause = exit_cause(code)
         if not stopping:
             say(f"worker (pid {child.pid}) died unasked ({cause})")
         lost = lost_run(settings, child.pid)
@@ -148,9 +146,7 @@ def supervise(settings: Settings, api_url: str) -> None:
                 say(f"could not mark task run {lost} Crashed: {error}")
         if stopping:
             break
-        if time.monotonic() - born > LIVED_LONG_S:
-            delays = iter(RESTART_DELAYS_S)
-        delay = next(delays, RESTART_DELAYS_S[-1])
+        delay = backoff.delay(time.monotonic() - born)
         say(f"restarting the worker in {delay} s")
         deadline = time.monotonic() + delay
         while not stopping and time.monotonic() < deadline:

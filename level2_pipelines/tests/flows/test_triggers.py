@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 def test_publish_registers_the_deployments_with_schedules_and_triggers(settings):
     """`make level2-publish` registers nightly (cron), on-new-data and on-drift (triggers),
-    on-demand, and the drift monitor on an interval."""
+    on-demand, the drift monitor on an interval and retention daily (cron)."""
     names = publish(settings)
 
     async def read():
@@ -31,12 +31,15 @@ def test_publish_registers_the_deployments_with_schedules_and_triggers(settings)
     found = asyncio.run(read())
     training = ("nightly", "on-new-data", "on-drift", "on-demand")
     assert set(names) == {f"penguins-training/{n}" for n in training} | {
-        "penguins-monitor/every-minute"
+        "penguins-monitor/every-minute",
+        "penguins-retention/daily",
     }
     assert found["penguins-training/nightly"].schedules[0].schedule.cron == settings.retrain_cron
     assert found["penguins-training/on-demand"].schedules == []
     monitor = found["penguins-monitor/every-minute"].schedules[0].schedule
     assert monitor.interval.total_seconds() == settings.monitor_every_s
+    prune = found["penguins-retention/daily"].schedules[0].schedule
+    assert prune.cron == settings.retention_cron
 
 
 def test_settled_files_are_batches_unchanged_since_the_last_poll(tmp_path):

@@ -142,7 +142,7 @@ def test_a_landed_batch_goes_to_the_warm_worker_when_it_is_ready(monkeypatch):
     monkeypatch.setattr(warm_runs, "ready_worker", lambda settings: (None, "none"))
     watcher.hand_over("a.csv", "0" * 64)
     monkeypatch.setattr(warm_runs, "ready_worker", lambda settings: (warm_runs.Worker(7, 8), ""))
-    taken_by = watcher.hand_over("b.csv", "1" * 64)
+    taken_by = watcher.hand_over("b.csv", "1" * 64).taken_by
 
     trigger = {d.name: d for d in triggers.deployments(Settings())}["on-new-data"].triggers[0]
     assert [e["resource"][watcher.ROUTE] for e in events] == ["deployment", "warm-worker"]

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from level2_pipelines import watcher
+from level2_pipelines.ops import processes
 from level2_pipelines.ops.processes import heartbeat_problem
 from level2_pipelines.watcher import settled_files
 
@@ -75,7 +76,7 @@ def test_watcher_goes_on_after_an_error_and_beats(tmp_path, monkeypatch, capsys)
         if name == "first.csv":
             raise ConnectionError("the Prefect API went away")
         sent.append(name)
-        return "sent"
+        return watcher.Run("sent")
 
     monkeypatch.setattr(watcher, "hand_over", hand_over)
     heartbeat = tmp_path / "servers" / "watcher.json"
@@ -110,3 +111,42 @@ def test_watcher_health_reads_its_heartbeat(tmp_path, age_s, alive):
     problem = heartbeat_problem(heartbeat)
 
     assert (problem is None) == alive, problem
+
+
+def test_watcher_that_dies_of_an_error_outside_a_poll_starts_again(tmp_path, monkeypatch, capsys):
+    """An error the poll does not catch (its heartbeat cannot be written: a full disk) stops the
+    watching only for a moment: it says so, starts again, and takes a batch landed after."""
+    monkeypatch.setattr(watcher, "WATCH_EVERY_S", 0.05)
+    monkeypatch.setattr(watcher, "Backoff", lambda: processes.Backoff((0.1,)))
+    beats = []
+
+    def write_heartbeat(path) -> None:
+        beats.append(time.monotonic())
+        if len(beats) == 1:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(watcher, "write_heartbeat", write_heartbeat)
+    sent = []
+    monkeypatch.setattr(
+        watcher, "hand_over", lambda name, digest: sent.append(name) or watcher.Run("sent")
+    )
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    stop = threading.Event()
+    watching = threading.Thread(
+        target=watcher.watch_incoming,
+        args=(incoming, stop),
+        kwargs={"heartbeat": tmp_path / "watcher.json"},
+    )
+    watching.start()
+    time.sleep(0.5)
+    (incoming / "after.csv").write_text("species\nAdelie\n")
+    time.sleep(0.5)
+    stop.set()
+    watching.join(timeout=5)
+
+    assert sent == ["after.csv"]
+    assert len(beats) > 2
+    assert "OSError: [Errno 28] No space left on device; watching again in 0.1 s" in (
+        capsys.readouterr().out
+    )
