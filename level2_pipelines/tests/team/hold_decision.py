@@ -1,0 +1,26 @@
+"""Hold the registry's decision for a while, as a worker's run does, saying when it has it and
+when it lets go (the lock tests start this in processes of their own):
+
+    python -m level2_pipelines.tests.team.hold_decision SECONDS
+"""
+
+import sys
+import time
+
+from level2_pipelines import registry
+from level2_pipelines.settings import Settings
+
+
+def main() -> None:
+    hold_s = float(sys.argv[1])
+    try:
+        with registry.decision(Settings()):
+            print(f"held {time.time()}", flush=True)
+            time.sleep(hold_s)
+            print(f"releasing {time.time()}", flush=True)
+    except registry.RegistryError as error:
+        sys.exit(f"refused: {error}")
+
+
+if __name__ == "__main__":
+    main()
