@@ -13,8 +13,10 @@ from level2_pipelines.settings import Settings
 
 def main() -> None:
     hold_s = float(sys.argv[1])
+    settings = Settings()
+    print(f"waiting {time.time()}", flush=True)  # about to ask for the decision
     try:
-        with registry.decision(Settings()):
+        with registry.decision(settings):
             print(f"held {time.time()}", flush=True)
             time.sleep(hold_s)
             print(f"releasing {time.time()}", flush=True)

@@ -3,15 +3,15 @@ containers) that share a PostgreSQL database exclude each other through an advis
 which PostgreSQL frees when its holder dies. Each worker is a process of its own here."""
 
 import os
-import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
-pytestmark = [pytest.mark.team, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.team, pytest.mark.timeout(600)]
 
 
 def worker(tmp_path, uri: str, name: str, hold_s: float, wait_s: float = 120):
@@ -22,25 +22,30 @@ def worker(tmp_path, uri: str, name: str, hold_s: float, wait_s: float = 120):
         "LEVEL2_DECISION_WAIT_S": str(wait_s),
         "LEVEL2_MODEL_NAME": "penguins-lock-test",
     }
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", "level2_pipelines.tests.team.hold_decision", str(hold_s)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    process.lines = []  # what it printed so far, read as it comes by a thread of its own
+    threading.Thread(target=lambda: process.lines.extend(process.stdout), daemon=True).start()
+    return process
 
 
 def said(process: subprocess.Popen, word: str, timeout_s: float = 60) -> float:
-    """When the worker said it `word` (held, releasing): the time it printed."""
+    """When the worker said it `word` (waiting, held, releasing): the time it printed."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], deadline - time.monotonic())
-        line = process.stdout.readline() if ready else ""
-        if line.startswith(word):
-            return float(line.split()[1])
-        if not line and process.poll() is not None:
-            break
+        for line in list(process.lines):
+            if line.startswith(word):
+                return float(line.split()[1])
+        if process.poll() is not None and not any(x.startswith(word) for x in process.lines):
+            time.sleep(0.2)  # the reader may still be taking the last lines
+            if not any(x.startswith(word) for x in process.lines):
+                break
+        time.sleep(0.05)
     raise AssertionError(f"worker never said {word!r}: {process.stderr.read()}")
 
 
@@ -53,18 +58,20 @@ def stop(*processes: subprocess.Popen) -> None:
 
 def test_a_second_worker_waits_until_the_first_lets_go(tmp_path, new_database):
     uri = new_database("lock")
-    first = worker(tmp_path, uri, "a", hold_s=4)
+    first = worker(tmp_path, uri, "a", hold_s=30)
     try:
         said(first, "held")
         second = worker(tmp_path, uri, "b", hold_s=0)
         try:
-            released = said(first, "releasing")
+            asked = said(second, "waiting", timeout_s=120)
+            released = said(first, "releasing", timeout_s=120)
             taken = said(second, "held")
         finally:
             stop(second)
     finally:
         stop(first)
 
+    assert asked < released, "the second asked only after the first let go: nothing was tested"
     assert taken >= released
 
 
@@ -74,9 +81,10 @@ def test_a_killed_holder_frees_the_decision_and_a_bounded_wait_names_it(tmp_path
     uri = new_database("lock")
     holder = worker(tmp_path, uri, "a", hold_s=300)
     try:
-        said(holder, "held")
+        said(holder, "held", timeout_s=120)
         waiter = worker(tmp_path, uri, "b", hold_s=0, wait_s=2)
-        _, refusal = waiter.communicate(timeout=60)
+        waiter.wait(timeout=120)
+        refusal = waiter.stderr.read()
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=10)
         killed = time.time()

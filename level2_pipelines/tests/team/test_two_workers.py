@@ -47,6 +47,7 @@ def test_two_workers_at_once_leave_one_champion_chain_and_train_each_batch_once(
         )
 
         def env_of(name: str) -> dict[str, str]:
+            (tmp_path / name / "prefect").mkdir(parents=True, exist_ok=True)  # Prefect's home
             return os.environ | {
                 "LEVEL2_STATE_DIR": str(tmp_path / name),
                 "LEVEL2_TRACKING_URI": url,
@@ -74,6 +75,7 @@ def test_two_workers_at_once_leave_one_champion_chain_and_train_each_batch_once(
             text=True,
             timeout=300,
         )
+        assert [code for code, _ in outputs] == [0, 0, 0, 0], "\n\n".join(t for _, t in outputs)
         client = MlflowClient(tracking_uri=url)
         versions = {v.version: v for v in client.search_model_versions(f"name = '{MODEL}'")}
         champion = client.get_model_version_by_alias(MODEL, "champion").version
@@ -81,7 +83,6 @@ def test_two_workers_at_once_leave_one_champion_chain_and_train_each_batch_once(
         runs = client.search_runs([experiment], order_by=["attributes.start_time ASC"])
 
     print("\n\n".join(text for _, text in outputs))
-    assert [code for code, _ in outputs] == [0, 0, 0, 0], outputs
     assert sum("already trained on" in text for _, text in outputs) == 2
     # Each batch's content on exactly one version.
     trained = sorted(v.tags["batch_checksum"] for v in versions.values())
