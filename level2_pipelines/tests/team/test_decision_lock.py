@@ -14,8 +14,9 @@ import pytest
 pytestmark = [pytest.mark.team, pytest.mark.timeout(600)]
 
 
-def worker(tmp_path, uri: str, name: str, hold_s: float, wait_s: float = 120):
-    """A process holding the decision for `hold_s` seconds, from a state folder of its own."""
+def worker(tmp_path, uri: str, name: str, hold_s: float | str, wait_s: float = 120):
+    """A process holding the decision for `hold_s` seconds (or until that file exists), from a
+    state folder of its own."""
     env = os.environ | {
         "LEVEL2_STATE_DIR": str(tmp_path / name),
         "LEVEL2_DECISION_LOCK_URI": uri,
@@ -58,13 +59,16 @@ def stop(*processes: subprocess.Popen) -> None:
 
 def test_a_second_worker_waits_until_the_first_lets_go(tmp_path, new_database):
     uri = new_database("lock")
-    first = worker(tmp_path, uri, "a", hold_s=30)
+    release = tmp_path / "release"
+    first = worker(tmp_path, uri, "a", hold_s=str(release))
     try:
-        said(first, "held")
+        said(first, "held", timeout_s=120)
         second = worker(tmp_path, uri, "b", hold_s=0)
         try:
             asked = said(second, "waiting", timeout_s=120)
-            released = said(first, "releasing", timeout_s=120)
+            time.sleep(2)  # long enough for it to take a lock nobody held
+            release.touch()
+            released = said(first, "releasing")
             taken = said(second, "held")
         finally:
             stop(second)
