@@ -111,7 +111,7 @@ def create_app(
 
 async def keep_books(log: prediction_log.PredictionLog, settings: Settings, metrics) -> None:
     """Write recorded answers every `flush_every_s`; refresh the gauges read from the log and
-    from the drift monitor's report every `metrics_every_s`."""
+    from the drift monitor's verdict (on the tracking server) every `metrics_every_s`."""
     refreshed = 0.0
     while True:
         await asyncio.sleep(settings.flush_every_s)
@@ -129,7 +129,7 @@ async def keep_books(log: prediction_log.PredictionLog, settings: Settings, metr
                     prediction_log.live_accuracy, log.engine, since=since
                 )
                 metrics.show_live_accuracy(rows)
-            metrics.show_drift(settings.monitor_dir / "latest.json")
+            await asyncio.to_thread(metrics.show_drift, settings)  # bounded, off the loop
 
 
 def app_from_env() -> FastAPI:

@@ -3,7 +3,8 @@
 Counted on the request path (a few microseconds): requests by endpoint and status, latency
 histograms, predictions by species and model version. Read in the background every few
 seconds, never at scrape time: live accuracy per model version (from the feedback in the
-prediction log) and the drift monitor's latest statistics (the JSON file it writes). Each app
+prediction log) and the drift monitor's latest statistics (its newest MLflow run, on the
+tracking server every replica reaches; `monitor_runs.py`). Each app
 has its own registry, so two apps in one process (tests, the pipeline's smoke test) never mix.
 
 With several uvicorn workers (`LEVEL2_WORKERS`), `serve` switches prometheus-client to its
@@ -15,7 +16,6 @@ shared); and a series once written stays until the service restarts (clearing a 
 its series in one process only).
 """
 
-import json
 import os
 import time
 from pathlib import Path
@@ -23,6 +23,9 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from level2_pipelines.monitor_runs import LatestVerdict
+from level2_pipelines.settings import Settings
 
 # From a fraction of a millisecond (the numpy path) to seconds (a queue behind a batch).
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -129,7 +132,15 @@ class ServiceMetrics:
             multiprocess_mode="mostrecent",
             registry=registry,
         )
-        self._drift_file_stamp: float | None = None
+        self.drift_stale = Gauge(
+            "penguins_drift_verdict_stale",
+            "1 while the drift monitor's verdict cannot be read from the tracking server (the "
+            "one shown is the last read), else 0",
+            multiprocess_mode="mostrecent",
+            registry=registry,
+        )
+        self._drift: LatestVerdict | None = None  # made on the first look, from the settings
+        self._drift_shown: str | None = None  # the monitor run whose verdict is shown
 
     def show_served(self, version: str | None) -> None:
         version = version or "none"
@@ -160,25 +171,28 @@ class ServiceMetrics:
             self.labelled.labels(row.model_version).set(row.labelled)
             self.live_accuracy.labels(row.model_version).set(row.accuracy)
 
-    def show_drift(self, latest: Path) -> None:
-        """The monitor's latest report, when its file changed since the last look."""
-        try:
-            stamp = latest.stat().st_mtime
-        except FileNotFoundError:
+    def show_drift(self, settings: Settings) -> None:
+        """The drift monitor's newest verdict, read from the tracking server (where every
+        monitor records it, whichever worker ran it) within `drift_verdict_timeout_s`; a
+        server that cannot be read leaves the last verdict shown, marked stale. Blocks up to
+        that bound: call it off the event loop."""
+        if self._drift is None:
+            self._drift = LatestVerdict(
+                settings.resolved_tracking_uri,
+                settings.experiment,
+                settings.drift_verdict_timeout_s,
+            )
+        verdict = self._drift.refresh()
+        self.drift_stale.set(0 if self._drift.problem is None else 1)
+        if verdict is None or verdict.run_id == self._drift_shown:
             return
-        if stamp == self._drift_file_stamp:
-            return
-        try:
-            report = json.loads(latest.read_text())
-        except (OSError, ValueError):  # being replaced; the next look reads it
-            return
-        self._drift_file_stamp = stamp
+        self._drift_shown = verdict.run_id
         self._clear(self.drift_p_value, self.drift_statistic)
-        for check in report["checks"]:
-            self.drift_p_value.labels(check["feature"]).set(check["p_value"])
-            self.drift_statistic.labels(check["feature"]).set(check["statistic"])
-        self.drift_detected.set(1 if report["drifted"] else 0)
-        self.drift_checked.set(report["checked_at"])
+        for check, (p_value, statistic) in verdict.checks.items():
+            self.drift_p_value.labels(check).set(p_value)
+            self.drift_statistic.labels(check).set(statistic)
+        self.drift_detected.set(1 if verdict.drifted else 0)
+        self.drift_checked.set(verdict.checked_at)
 
 
 def requests_by_worker(folder: Path, endpoint: str) -> dict[int, int]:

@@ -12,18 +12,20 @@ and, while `make level2-up` runs, the deployment `penguins-monitor/every-minute`
 2. compares them with the champion's reference rows (`drift.py`: KS per measurement,
    chi-squared for island, sex and the predicted species), and computes live accuracy from the
    feedback on that window;
-3. writes an HTML report with a plot per feature and a JSON verdict to the state folder
-   (`latest.json` is what `/metrics` shows), and logs both to an MLflow run of the experiment
-   `<experiment>-monitor`;
+3. records its verdict in an MLflow run of the experiment `<experiment>-monitor`, with an
+   HTML report (a plot per feature) and a JSON verdict: on the tracking server, where every
+   worker and the service (`/metrics`) read it (`monitor_runs.py`); a copy stays in the state
+   folder for a person (`monitor/latest.json` is the newest);
 4. on drift, or live accuracy under the gate's floor, emits `penguins.drift.detected`, which
    the `penguins-training/on-drift` deployment's trigger turns into a training run on the
    window's labelled rows; with fewer labelled rows than a batch needs it emits
    `penguins.drift.waiting-for-labels` instead and says what it waits for. It asks once per
-   champion per `drift_cooldown_s`: a retraining takes a while to land.
+   champion per `drift_cooldown_s` (a retraining takes a while to land), a cooldown kept on
+   the champion's registry version, which every monitor reads, whichever worker runs it.
 
 The reference moves with each champion: a model trained on rows whose drift the monitor
 confirmed is watched against those rows (the world it was trained for), and so is every model
-that follows it (`data.watched_reference`).
+that follows it (`data.watched_reference`, which reads those rows from the tracking server).
 """
 
 import json
@@ -44,6 +46,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from level2_pipelines import drift, drift_report, prediction_log, registry
 from level2_pipelines.data import watched_reference
 from level2_pipelines.model import load_version
+from level2_pipelines.monitor_runs import DETAIL, DRIFTED, NONE_DRIFTED, SINCE, VERDICT
+from level2_pipelines.monitor_runs import experiment_name as monitor_experiment
 from level2_pipelines.settings import Settings
 from level2_pipelines.tracking import connect, experiment_id, log_to_run
 from shared.contract import FEATURES
@@ -87,9 +91,8 @@ def drift_monitor() -> MonitorOutcome:
         engine.dispose()
     client = connect(settings)
     champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
-    reference, reference_name = watched_reference(
-        champion.tags if champion else {}, settings.seed, settings.batches_dir
-    )
+    reference, watched = watched_reference(client, champion.tags if champion else {}, settings)
+    reference_name = watched.name
     predictions = {}  # the prediction mix, compared when there is a champion to predict
     if champion is not None:
         pipeline, _ = load_version(client, settings.model_name, champion.version)
@@ -142,13 +145,13 @@ def record(
     settings: Settings,
     client: MlflowClient,
 ) -> tuple[Path, str]:
-    """The HTML report and JSON verdict in the state folder, and an MLflow run holding both."""
+    """The MLflow run holding the verdict (its tags and metrics, what every process reads),
+    the HTML report and the JSON verdict; a copy of both in the state folder."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     folder = settings.monitor_dir / stamp
     folder.mkdir(parents=True, exist_ok=True)
     html = drift_report.write_html(report, reference, window, folder / "drift.html", **predictions)
-    # An experiment of its own: the training experiment counts training runs only.
-    experiment = experiment_id(client, settings, f"{settings.experiment}-monitor")
+    experiment = experiment_id(client, settings, monitor_experiment(settings.experiment))
     run = client.create_run(experiment, run_name=f"monitor {stamp}")
     verdict = report.as_dict() | {
         "checked_at": time.time(),
@@ -172,15 +175,15 @@ def record(
         metrics=metrics,
         params={"alpha": report.alpha, "threshold": report.threshold, "reference": reference_name},
         tags={
-            "verdict": outcome.status,
-            "drifted": ",".join(report.drifted) or "-",
-            "since": repr(since),
-            "detail": outcome.detail,
+            VERDICT: outcome.status,
+            DRIFTED: ",".join(report.drifted) or NONE_DRIFTED,
+            SINCE: repr(since),
+            DETAIL: outcome.detail,
         },
     )
     client.log_artifacts(run.info.run_id, str(folder), "drift_report")
     client.set_terminated(run.info.run_id, "FINISHED")
-    # Replaced in one rename: /metrics never reads half a file.
+    # For a person (and the benches): the newest verdict, replaced in one rename.
     latest = settings.monitor_dir / "latest.json"
     partial = latest.with_suffix(".json.partial")
     partial.write_text(json.dumps(verdict) + "\n")
@@ -205,27 +208,29 @@ def drift_verdict(client: MlflowClient, monitor_run_id: str) -> DriftVerdict:
     """Read the verdict from the monitor's own MLflow run (the tags `record` wrote): the
     evidence, not an event's word."""
     tags = client.get_run(monitor_run_id).data.tags
-    if tags.get("verdict") != "drift":
+    if tags.get(VERDICT) != "drift":
         raise NotADriftVerdict(f"drift_run_id: MLflow run {monitor_run_id} is not a drift verdict")
-    drifted = tuple(c for c in tags.get("drifted", "").split(",") if c and c != "-")
-    return DriftVerdict(monitor_run_id, float(tags["since"]), drifted)
+    drifted = tuple(c for c in tags.get(DRIFTED, "").split(",") if c and c != NONE_DRIFTED)
+    return DriftVerdict(monitor_run_id, float(tags[SINCE]), drifted)
+
+
+ASKED_AT, ASKED_BY = "retraining_asked_at", "retraining_asked_by"  # on the champion's version
 
 
 def ask_for_retraining(
     outcome: MonitorOutcome, champion, since: float, settings: Settings, logger
 ) -> None:
     """Emit the event the on-drift deployment waits for, once per champion per cooldown; or
-    say what is missing."""
-    asked_file = settings.monitor_dir / "asked.json"
-    champion_version = f"{settings.model_name} v{champion.version if champion else 'none'}"
-    asked = json.loads(asked_file.read_text()) if asked_file.exists() else {}
+    say what is missing. The cooldown is a tag on the champion's registry version, read and
+    written under a lock of its own (`registry.decision`): two monitors, on any hosts, ask
+    once between them."""
     payload = {
         "monitor_run_id": outcome.mlflow_run_id,
         "since": repr(since),
         "drifted": ",".join(outcome.drifted),
         "live_accuracy": outcome.live_accuracy,
         "labelled_rows": outcome.labelled_rows,
-        "champion": champion_version,
+        "champion": f"{settings.model_name} v{champion.version if champion else 'none'}",
         "detail": outcome.detail,
     }
     resource = {"prefect.resource.id": f"penguins.model.{settings.model_name}"}
@@ -238,17 +243,23 @@ def ask_for_retraining(
         emit_event(event=WAITING_FOR_LABELS, resource=resource, payload=payload)
         logger.warning("monitor: %s", outcome.detail)
         return
-    if (
-        asked.get("champion") == champion_version
-        and time.time() - asked.get("at", 0) < settings.drift_cooldown_s
-    ):
-        outcome.detail += f"; a retraining was asked for at {asked['when']} already"
+    if champion is None:
+        outcome.detail += "; no champion to retrain against: `make level2` trains a first one"
         return
-    emit_event(event=DRIFT_DETECTED, resource=resource, payload=payload)
-    when = datetime.now(UTC).isoformat(timespec="seconds")
-    asked_file.write_text(
-        json.dumps({"champion": champion_version, "at": time.time(), "when": when})
-    )
+    client = MlflowClient()
+    with registry.decision(settings, "drift-ask"):
+        # Read again under the lock: another monitor may have asked since this one looked.
+        tags = client.get_model_version(settings.model_name, champion.version).tags
+        asked_at = float(tags.get(ASKED_AT, "0"))
+        if time.time() - asked_at < settings.drift_cooldown_s:
+            when = datetime.fromtimestamp(asked_at, UTC).isoformat(timespec="seconds")
+            outcome.detail += f"; a retraining was asked for at {when} already"
+            return
+        emit_event(event=DRIFT_DETECTED, resource=resource, payload=payload)
+        client.set_model_version_tag(settings.model_name, champion.version, ASKED_AT, time.time())
+        client.set_model_version_tag(
+            settings.model_name, champion.version, ASKED_BY, outcome.mlflow_run_id
+        )
     outcome.status = "asked"
     outcome.detail += (
         f"; {DRIFT_DETECTED} sent: the on-drift deployment retrains on the window's "

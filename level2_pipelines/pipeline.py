@@ -39,8 +39,9 @@ from prefect.states import Failed, State
 
 from level2_pipelines import prediction_log, registry
 from level2_pipelines.data import (
-    REFERENCE_TAG,
+    BATCH_ARTIFACT,
     Batch,
+    Reference,
     held_out_rows,
     keep_batch,
     landed_path,
@@ -122,14 +123,14 @@ def training_pipeline(
                 return skipped(batch, earlier, settings)
             end_abandoned_runs(client, settings)
             with batch_run(client, batch, drift, settings) as run:
-                watched, watched_name = watched_rows(client, batch, drift, settings)
+                watched, reference_of_new = watched_rows(client, batch, drift, settings, run.run_id)
                 rejected = validate(batch, watched, drift, settings, run.run_id)
                 if rejected is not None:
                     # An expected outcome, not a crash: the run fails with the reasons (no
                     # traceback in the logs), and calling the flow raises `rejected`.
                     run.status = "FAILED"
                     return Failed(message=str(rejected), data=rejected)
-                candidate = train(batch, reference, watched_name, settings, run.run_id)
+                candidate = train(batch, reference, reference_of_new, settings, run.run_id)
                 verdict = evaluate(candidate, settings)
                 version = register(candidate, verdict, batch, settings)
                 outcome = Outcome(
@@ -219,7 +220,9 @@ def validate(
             tags={"validation": "passed" if report.success else "failed"} | deferral,
         )
     if report.success:
-        keep_batch(batch, settings.batches_dir / batch.batch_id, settings.incoming_dir)
+        kept = keep_batch(batch, settings.batches_dir / batch.batch_id, settings.incoming_dir)
+        with measure(MLFLOW, "validate"):  # where every worker can read it as a reference
+            client.log_artifacts(run_id, str(kept), BATCH_ARTIFACT)
         return None
     kept = keep_batch(batch, settings.quarantine_dir / batch.batch_id, settings.incoming_dir)
     (kept / "failed_expectations.txt").write_text("\n".join(report.failed) + "\n")
@@ -235,7 +238,7 @@ def validate(
 def train(
     batch: Batch,
     reference: pd.DataFrame,
-    watched_name: str,
+    watched: Reference,
     settings: Settings,
     run_id: str,
 ) -> Candidate:
@@ -252,7 +255,7 @@ def train(
         "batch_checksum": batch.checksum,
         "flow_run_id": str(flow_run.id),
         "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
-        REFERENCE_TAG: watched_name,  # what the monitor compares its traffic with
+        **watched.tags(),  # what the monitor compares its traffic with
     }
     with mlflow_io("train"):
         candidate = record_training(
@@ -424,12 +427,10 @@ def batch_run(client: MlflowClient, batch: Batch, drift: DriftVerdict | None, se
 
 
 def watched_rows(
-    client: MlflowClient, batch: Batch, drift: DriftVerdict | None, settings: Settings
-) -> tuple[pd.DataFrame, str]:
-    """The rows the batch is held to (the champion's reference), and the name of the new model's
-    reference: the reference moves to rows whose drift the monitor confirmed."""
+    client: MlflowClient, batch: Batch, drift: DriftVerdict | None, settings: Settings, run_id: str
+) -> tuple[pd.DataFrame, Reference]:
+    """The rows the batch is held to (the champion's reference), and the new model's reference:
+    it moves to rows whose drift the monitor confirmed (this run logs them, `validate`)."""
     champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
-    watched, name = watched_reference(
-        champion.tags if champion else {}, settings.seed, settings.batches_dir
-    )
-    return watched, batch.batch_id if drift is not None else name
+    watched, reference = watched_reference(client, champion.tags if champion else {}, settings)
+    return watched, Reference(batch.batch_id, run_id) if drift is not None else reference

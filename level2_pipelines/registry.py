@@ -7,8 +7,10 @@ the real history. Moving an alias is a single registry write: a crash before it 
 champion as it was.
 
 One decision at a time: a training run holds `decision()` from its duplicate check to its
-promotion, and so do rollback and approve. Promotion is also a compare-and-set: `champion`
-moves only if it is still the version the candidate was judged against.
+promotion, and so do rollback and approve; for a team it is a PostgreSQL advisory lock, held
+across hosts and containers (`locks.py`). Promotion also checks that `champion` is still the
+version the candidate was judged against. The registry has no compare-and-set of its own, so
+that check and the alias move are two calls: only the lock makes them one step.
 
     python -m level2_pipelines.registry show | rollback | approve
 """
@@ -19,17 +21,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from filelock import FileLock, Timeout
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from level2_pipelines import locks
 from level2_pipelines.model import ModelLoadError, load_version
 from level2_pipelines.settings import Settings
 from level2_pipelines.tracking import connect
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-DECISION_WAIT_S = 600  # a run takes seconds; ten minutes means a stuck one, named below
 
 
 class RegistryError(RuntimeError):
@@ -45,21 +46,22 @@ class StaleChampion(RegistryError):
 
 
 @contextmanager
-def decision(settings: Settings) -> Iterator[None]:
-    """Hold the one lock under which runs, rollbacks and approvals change aliases."""
-    settings.decision_lock.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(settings.decision_lock)
+def decision(settings: Settings, name: str = "decision") -> Iterator[None]:
+    """Hold the one lock under which runs, rollbacks and approvals change aliases (`name`:
+    another lock, for another read-then-write). Across hosts when a PostgreSQL database is
+    configured (`locks.py`); a wait past `decision_wait_s` is a RegistryError naming the
+    holder, a lock database that cannot be reached RegistryUnavailable."""
+    uri = settings.resolved_lock_uri
+    file = settings.decision_lock.with_name(f"{name}.lock")
     try:
-        lock.acquire(timeout=DECISION_WAIT_S)
-    except Timeout:
-        raise RegistryError(
-            f"another run has held {settings.decision_lock} for {DECISION_WAIT_S} s; "
-            "if no level 2 process is running, delete that file"
-        ) from None
-    try:
-        yield
-    finally:
-        lock.release()
+        with locks.one_at_a_time(
+            uri, file, f"{name} {settings.model_name}", settings.decision_wait_s
+        ):
+            yield
+    except locks.LockTimeout as error:
+        raise RegistryError(str(error)) from None
+    except locks.LockUnavailable as error:
+        raise RegistryUnavailable(str(error)) from None
 
 
 def _absent(error: MlflowException) -> bool:
@@ -128,7 +130,8 @@ def promote(
     """Point `alias` at `version`, which was judged against champion `judged_against` (None:
     there was none). `champion` moves only if it is still that version (StaleChampion
     otherwise), records it as `previous_champion`, and clears a waiting challenger, which was
-    judged against the champion being replaced. Returns the champion before."""
+    judged against the champion being replaced. Returns the champion before. A read, then
+    writes: call it inside `decision()`, which no other promotion can enter meanwhile."""
     found = version_by_alias(client, name, CHAMPION)
     current = str(found.version) if found is not None else None
     if current != judged_against:

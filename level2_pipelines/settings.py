@@ -104,6 +104,17 @@ class Settings(BaseSettings):
     retain_reports: int = Field(default=500, ge=1)
     retention_cron: str = "30 4 * * *"  # every day at 04:30, after the nightly retraining
 
+    # Shared by every worker and the service (issue 21), never a container's own folder.
+    # One decision at a time across hosts (`registry.decision`, `locks.py`): a PostgreSQL
+    # advisory lock in this database (postgresql+psycopg://...). Unset: the prediction log's
+    # database when that is PostgreSQL (team mode, compose, Kubernetes), else a file lock in the
+    # state folder (one machine).
+    decision_lock_uri: str | None = None
+    decision_wait_s: float = Field(default=600, gt=0)  # a run takes seconds: longer is a stuck one
+    # How long /metrics' background read of the monitor's latest verdict from the tracking
+    # server may take; past it the last verdict read stays shown, marked stale.
+    drift_verdict_timeout_s: float = Field(default=5.0, gt=0)
+
     # The workshop's local servers (`make level2-up`).
     prefect_port: int = 4200
     mlflow_ui_port: int = 5000
@@ -151,6 +162,14 @@ class Settings(BaseSettings):
         return self.prediction_log_uri or f"sqlite:///{self.state_dir / 'predictions.db'}"
 
     @property
+    def resolved_lock_uri(self) -> str | None:
+        """The PostgreSQL database of the advisory locks; None: file locks in the state folder."""
+        if self.decision_lock_uri is not None:
+            return self.decision_lock_uri
+        log = self.prediction_log_uri
+        return log if log is not None and log.startswith("postgresql") else None
+
+    @property
     def worker_metrics_dir(self) -> Path:
         """Where several workers' metrics meet (prometheus-client's multiprocess mode): one
         folder per port, so two services sharing a state folder never mix; emptied on start."""
@@ -158,7 +177,8 @@ class Settings(BaseSettings):
 
     @property
     def monitor_dir(self) -> Path:
-        """The drift monitor's reports; `latest.json` is its newest verdict."""
+        """The drift monitor's reports for a person to read (`latest.json`: its newest verdict);
+        the verdict every process reads is the monitor's MLflow run (`monitor_runs.py`)."""
         return self.state_dir / "monitor"
 
     @property
@@ -172,6 +192,11 @@ class Settings(BaseSettings):
         return self.state_dir / "incoming"
 
     @property
+    def references_dir(self) -> Path:
+        """Reference rows downloaded from the tracking server, one folder per MLflow run."""
+        return self.state_dir / "references"
+
+    @property
     def batches_dir(self) -> Path:
         """Every batch that passed validation, kept by id for lineage."""
         return self.state_dir / "batches"
@@ -183,7 +208,7 @@ class Settings(BaseSettings):
 
     @property
     def decision_lock(self) -> Path:
-        """Held while a run decides and promotes, and by rollback and approve: one at a time."""
+        """The decision's file lock on one machine (`resolved_lock_uri` None)."""
         return self.state_dir / "decision.lock"
 
     @property

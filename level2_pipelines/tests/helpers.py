@@ -1,8 +1,15 @@
 """Registry versions made without running the pipeline: for tests of loading, promotion and
 serving that need versions in a registry but not a Prefect flow run."""
 
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import mlflow
 import mlflow.sklearn
 import pandas as pd
@@ -12,9 +19,13 @@ from level2_pipelines import registry
 from level2_pipelines.data import held_out_rows, reference_and_new_rows
 from level2_pipelines.evaluate import evaluate
 from level2_pipelines.model import Lineage
+from level2_pipelines.ops.processes import MLFLOW_SERVER_ENV, mlflow_server
 from level2_pipelines.settings import Settings
 from level2_pipelines.train import Candidate, fit, record_training, training_rows
 from shared.data import data_checksum
+from shared.servers import free_port, stop_group
+
+MLFLOW_SERVER_START_S = 120
 
 # The lineage of a made-up registry version, for a service that serves one fixed model.
 LINEAGE = Lineage(
@@ -91,3 +102,44 @@ def write_batch(frame: pd.DataFrame, directory: Path, name: str = "batch.csv") -
     path = directory / name
     frame.to_csv(path, index=False)
     return str(path)
+
+
+@contextmanager
+def mlflow_server_running(backend_store_uri: str, artifacts: Path) -> Iterator[str]:
+    """A real MLflow tracking server on a free port, as a team runs one (runs and registry in
+    `backend_store_uri`, artifacts proxied into `artifacts`); yields its URL. The process's
+    own MLflow URIs are set back afterwards, for whatever test asks MLflow next."""
+    port = free_port()
+    command = mlflow_server(
+        port,
+        "--backend-store-uri",
+        backend_store_uri,
+        "--artifacts-destination",
+        artifacts.as_uri(),
+    )
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile(mode="w+") as log:
+        process = subprocess.Popen(
+            command,
+            env=os.environ | MLFLOW_SERVER_ENV,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its workers stop with it
+        )
+        try:
+            deadline = time.monotonic() + MLFLOW_SERVER_START_S
+            while True:
+                try:
+                    httpx.get(f"{url}/health", timeout=2).raise_for_status()
+                    break
+                except httpx.HTTPError:
+                    log.seek(0)
+                    assert process.poll() is None, f"mlflow server exited:\n{log.read()}"
+                    assert time.monotonic() < deadline, f"mlflow server not up:\n{log.read()}"
+                    time.sleep(0.5)
+            yield url
+        finally:
+            stop_group(process)
+            mlflow.set_tracking_uri(previous[0])
+            mlflow.set_registry_uri(previous[1])

@@ -2,22 +2,24 @@
 request path, nothing is lost on a clean shutdown, the true species comes back through
 `POST /feedback`, and `GET /metrics` shows it all in Prometheus's format."""
 
-import json
 import re
 import time
 
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from level2_pipelines import prediction_log
 from level2_pipelines.api import ServedModel, create_app
 from level2_pipelines.data import features_and_target, reference_and_new_rows
 from level2_pipelines.model import build_pipeline
+from level2_pipelines.monitor_runs import experiment_name as monitor_experiment
 from level2_pipelines.predict import serving_predictor
 from level2_pipelines.settings import Settings
 from level2_pipelines.tests.helpers import LINEAGE
+from level2_pipelines.tracking import experiment_id, log_to_run
 from shared.contract import EXAMPLE_PAYLOAD, VALID_EXAMPLES
 
 TOKEN = {"Authorization": "Bearer s3cret"}
@@ -177,18 +179,11 @@ def test_metrics_show_requests_predictions_accuracy_and_drift(tmp_path, served_m
     """Requests by endpoint and status (unknown paths as one series), latency histograms,
     predictions by species and version, the served version, live accuracy, drift."""
     settings = make_settings(tmp_path)
-    settings.monitor_dir.mkdir(parents=True)
-    (settings.monitor_dir / "latest.json").write_text(
-        json.dumps(
-            {
-                "checked_at": 1700000000.0,
-                "drifted": ["bill_length_mm"],
-                "checks": [
-                    {"feature": "bill_length_mm", "statistic": 0.41, "p_value": 1e-9},
-                    {"feature": "island", "statistic": 1.2, "p_value": 0.55},
-                ],
-            }
-        )
+    record_verdict(
+        settings,
+        at=1700000000.0,
+        drifted="bill_length_mm",
+        checks={"bill_length_mm": (1e-9, 0.41), "island": (0.55, 1.2)},
     )
     with TestClient(create_app(settings, served_model, record=True)) as client:
         ids = [client.post("/predict", json=EXAMPLE_PAYLOAD).json()["prediction_id"]]
@@ -214,6 +209,17 @@ def test_metrics_show_requests_predictions_accuracy_and_drift(tmp_path, served_m
     assert samples["penguins_drift_p_value"][(("check", "bill_length_mm"),)] == 1e-9
     assert samples["penguins_drift_statistic"][(("check", "island"),)] == 1.2
     assert samples["penguins_drift_checked_timestamp_seconds"] == {(): 1700000000.0}
+
+
+def record_verdict(settings: Settings, *, at: float, drifted: str, checks: dict) -> None:
+    """A drift monitor's run as `monitor.record` leaves it, in the settings' tracking store."""
+    client = MlflowClient(tracking_uri=settings.resolved_tracking_uri)
+    experiment = experiment_id(client, settings, monitor_experiment(settings.experiment))
+    run = client.create_run(experiment, start_time=int(at * 1000))
+    metrics = {f"p_{check}": p for check, (p, _) in checks.items()}
+    metrics |= {f"statistic_{check}": statistic for check, (_, statistic) in checks.items()}
+    log_to_run(client, run.info.run_id, metrics=metrics, tags={"drifted": drifted})
+    client.set_terminated(run.info.run_id, "FINISHED")
 
 
 def test_feedback_on_a_log_that_cannot_be_read_is_503_naming_it(tmp_path, served_model):
