@@ -112,7 +112,7 @@ def team(tmp_path_factory):
     patched = pytest.MonkeyPatch()
     patched.setattr(compose, "env_file", lambda: env_file)
     try:
-        compose.up()
+        compose.up()  # what `make compose-up` does (and `make compose-status`, at its end)
         yield Team(env, compose.secret("LEVEL2_ADMIN_TOKEN"))
     finally:
         print(compose.compose("logs", "--tail=40", check=False).stdout[-20000:])
@@ -254,5 +254,5 @@ def test_prometheus_scrapes_the_service(team):
 
 
 def test_down_leaves_no_container_network_or_volume(team):
-    compose.compose("down", "--remove-orphans", "--volumes", "--timeout=20")
+    compose.down(volumes=True)  # what `make compose-down VOLUMES=1` does
     assert leftovers(os.environ["COMPOSE_PROJECT_NAME"]) == []

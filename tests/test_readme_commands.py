@@ -175,7 +175,7 @@ def test_what_ci_runs_on_its_own_is_a_step_of_ci():
     steps = (ROOT / ".ci" / "run").read_text().splitlines()
     makefile = makefile_text(ROOT / "Makefile")
 
-    assert {"make test", "make test-images"} <= set(steps)
+    assert {"make test", "make test-images", "make test-compose"} <= set(steps)
     assert "$(PY) -m pytest -n 2 --dist loadgroup" in makefile
     assert "$(PY) -m tools.images build 1" in makefile
     assert "$(PY) -m tools.images build 2" in makefile
@@ -184,6 +184,9 @@ def test_what_ci_runs_on_its_own_is_a_step_of_ci():
         ".venv/bin/python -m pytest -n 2 --dist loadgroup",
         "make level1-image",
         "make level2-image",
+        "make compose-up",
+        "make compose-status",
+        "make compose-down VOLUMES=1",
     }
 
 

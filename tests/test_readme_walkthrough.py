@@ -46,8 +46,8 @@ Marked `walkthrough` (minutes; not part of `make test`): `make test-readme` runs
   must fail; every other command must succeed.
 - **What is not run, and why: written here, never in what a reader sees.** Two kinds only:
   a block whose fence follows `<!-- walkthrough: skip KEY -->` (invisible in the rendered
-  doc), KEY one of `SKIP_REASONS` (a Kubernetes cluster; the compose walkthrough, which needs a
-  Docker engine); and a command `RUN_BY_CI` runs as a step of its own (`make test`). Drills,
+  doc), KEY one of `SKIP_REASONS` (a Kubernetes cluster); and a command `RUN_BY_CI` runs as
+  a step of its own (`make test`, `make test-compose`). Drills,
   the demo, the scorecard and a copied level's own `make test` run for real. The test prints
   every command it did not run with its reason, so nothing is skipped silently; the quick tests
   below (part of `make test`) hold the comments and the tables to these rules.
@@ -93,11 +93,9 @@ WALKED = [doc for doc in DOCS if extract((ROOT / doc).read_text())]
 # block may hold (a skip covers nothing else).
 SKIP_REASONS = {
     "cluster": "needs a Kubernetes cluster, none here (`make k8s-validate` checks the manifests)",
-    "compose": "needs a Docker engine; the compose walkthrough runs once the next issue gives it",
 }
 SKIPPABLE = {
     "cluster": re.compile(r"kubectl\b"),
-    "compose": re.compile(r"(docker compose|cp \S+/\.env\.example )"),
 }
 # Commands CI runs as steps of their own (`.ci/run`), by their text without a trailing comment.
 RUN_BY_CI = {
@@ -105,6 +103,9 @@ RUN_BY_CI = {
     ".venv/bin/python -m pytest -n 2 --dist loadgroup": "`make test`, which CI runs on its own",
     "make level1-image": "`make test-images` builds it the same way (tools/images.py), a CI step",
     "make level2-image": "`make test-images` builds it the same way (tools/images.py), a CI step",
+    "make compose-up": "`make test-compose` brings it up the same way (tools/compose.py)",
+    "make compose-status": "`make test-compose` shows it the same way (tools/compose.py)",
+    "make compose-down VOLUMES=1": "`make test-compose` takes it down the same way, a CI step",
 }
 # Docs that set the environment up themselves: their copy has no link to the checkout's .venv.
 OWN_ENVIRONMENT = {"docs/without-make.md"}
