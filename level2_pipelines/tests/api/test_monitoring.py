@@ -190,8 +190,15 @@ def test_metrics_show_requests_predictions_accuracy_and_drift(tmp_path, served_m
         client.post("/predict", json={"island": "Atlantis"})
         client.get("/no/such/path/123")
         client.post("/feedback", json={"prediction_id": ids[0], "species": "Gentoo"}, headers=TOKEN)
+        # Both are read in the background: the verdict from the tracking store, whose first
+        # read (opening the store) can outlast one bounded wait on a busy machine.
         samples = wait_for(
-            lambda: (s := scrape(client)).get("penguins_live_accuracy") and s, timeout_s=10
+            lambda: (
+                (s := scrape(client)).get("penguins_live_accuracy")
+                and s.get("penguins_drift_detected") == {(): 1.0}
+                and s
+            ),
+            timeout_s=60,
         )
 
     requests = samples["penguins_requests_total"]
