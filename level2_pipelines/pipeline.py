@@ -18,17 +18,14 @@ champion of its moment. A batch whose content a version was already trained on i
 `batch_checksum` tag is the decision's last write).
 
 A tracking server lost mid-run ends the run with one line naming the server and the stage
-(TrackingUnreachable); the batch is not marked trained on, so running it again once the server
+(`run_outage.py`); the batch is not marked trained on, so running it again once the server
 is back trains and decides it. The MLflow run it leaves RUNNING is ended FAILED by the next run.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
@@ -55,14 +52,13 @@ from level2_pipelines.evaluate import Verdict, judge
 from level2_pipelines.evaluate import evaluate as held_out_metrics  # `evaluate` is the stage
 from level2_pipelines.model import ModelLoadError, load_version
 from level2_pipelines.monitor import DriftVerdict, drift_verdict
+from level2_pipelines.run_outage import end_abandoned_runs, mlflow_io, named_outage
 from level2_pipelines.settings import Settings
 from level2_pipelines.timing import MLFLOW, WORK, Clock, clocked, measure
 from level2_pipelines.tracking import (
     connect,
     log_to_run,
     tracked_run,
-    unreachable,
-    unreachable_message,
 )
 from level2_pipelines.train import Candidate, fit, git_commit, record_training, training_rows
 from level2_pipelines.validate import BatchRejected, validate_frame
@@ -86,10 +82,6 @@ class Outcome:
 # Tasks pass data frames and clients, which are neither hashable nor worth caching.
 stage = task(cache_policy=NO_CACHE)
 BATCH_TAG = "batch_checksum"  # on a version whose decision is complete: what `trained_on` finds
-
-
-class TrackingUnreachable(registry.RegistryUnavailable):
-    """The tracking server was lost during a run: it names the server and the stage."""
 
 
 @flow(name="penguins-training")
@@ -354,58 +346,12 @@ def deploy(version: str, settings: Settings) -> str:
 # --- What the flow decides with -------------------------------------------------------------
 
 
-@contextmanager
-def named_outage(stage: str) -> Iterator[None]:
-    """A tracking store that cannot be reached, raised in the block, becomes one
-    TrackingUnreachable naming it and `stage` (the innermost stage names it)."""
-    try:
-        yield
-    except TrackingUnreachable:
-        raise
-    except Exception as error:
-        reason = unreachable(error)
-        if reason is None:
-            raise
-        lost = unreachable_message(mlflow.get_tracking_uri(), reason)
-        raise TrackingUnreachable(
-            f"{lost.removeprefix('mlflow: ')} in the {stage} stage: nothing was decided for "
-            "this batch, and it is not marked as trained on; run it again once the server "
-            "answers"
-        ) from error
-
-
-@contextmanager
-def mlflow_io(stage: str) -> Iterator[None]:
-    """A stage's MLflow I/O: measured into the run's clock, and named if the store is lost."""
-    with measure(MLFLOW, stage), named_outage(stage):
-        yield
-
-
 def mark_trained_on(client: MlflowClient, version: str, batch: Batch, settings: Settings) -> None:
     """The decision's last write: from now on this content counts as trained on. A run that
     stops before it (a lost tracking server, a killed worker) leaves a version that does not
     count, so the batch is trained and decided again."""
     with mlflow_io("register"):
         client.set_model_version_tag(settings.model_name, version, BATCH_TAG, batch.checksum)
-
-
-def end_abandoned_runs(client: MlflowClient, settings: Settings) -> None:
-    """End FAILED the batch runs another run left RUNNING (it lost the tracking server, or its
-    process died): under the decision lock no other batch run can be going on."""
-    experiment = client.get_experiment_by_name(settings.experiment)
-    running = client.search_runs(
-        [experiment.experiment_id], "attributes.status = 'RUNNING'", max_results=100
-    )
-    for run in running:
-        if "batch_source" not in run.data.tags:
-            continue  # not a batch run of this pipeline
-        client.set_tag(
-            run.info.run_id,
-            "ended_by",
-            f"flow run {flow_run.id}: found unfinished (its run lost the tracking server or "
-            "its process)",
-        )
-        client.set_terminated(run.info.run_id, "FAILED")
 
 
 def skipped(batch: Batch, earlier: ModelVersion, settings: Settings) -> Outcome:

@@ -30,98 +30,28 @@ restarted by its supervisor when it dies or stops beating (`ops/processes.py`).
 """
 
 import hashlib
-import json
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from uuid import UUID
 
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (
-    FlowRunFilter,
-    FlowRunFilterDeploymentId,
-    FlowRunFilterExpectedStartTime,
-)
-from prefect.client.schemas.sorting import FlowRunSort
 from prefect.events import emit_event
-from prefect.states import State
 
 from level2_pipelines.incoming import Seen, Stamp, link, same_file, settled_files
 from level2_pipelines.ops import warm_runs
 from level2_pipelines.ops.processes import Backoff, write_heartbeat
 from level2_pipelines.ops.warm_runs import WAIT_LIMIT_S
+from level2_pipelines.sent_runs import ON_NEW_DATA, Pending, Run, judge, run_state
 from level2_pipelines.settings import Settings
 
 BATCH_LANDED = "penguins.batch.landed"
 ROUTE = "penguins.batch.route"  # who runs the landed batch: "warm-worker" or "deployment"
 WATCH_EVERY_S = 1.0
-ON_NEW_DATA = "penguins-training/on-new-data"  # the deployment the event starts (triggers.py)
 CHECK_EVERY_S = 5.0  # how often the runs of sent batches are asked how they ended
 FIND_RUN_S = 120.0  # an event whose flow run has not appeared by then: a failed try
 KEPT = ".sent"  # in incoming/: links to the batches whose run has not ended yet
 SEND_TRIES = 3  # a landed file whose run cannot be started is tried this many times
-
-
-@dataclass
-class Run:
-    """A run started on a landed batch: the warm worker's task run, or the flow run the event
-    starts on the on-new-data deployment (found later among its runs, by the file's name)."""
-
-    taken_by: str
-    task_run_id: str | None = None
-    name: str = ""
-    asked_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    flow_run_id: str | None = None
-
-    def __str__(self) -> str:
-        if self.task_run_id is not None:
-            return f"task run {self.task_run_id}"
-        return f"flow run {self.flow_run_id}" if self.flow_run_id else f"the run of {ON_NEW_DATA}"
-
-
-@dataclass
-class Pending:
-    """A batch sent, until its run's outcome is known."""
-
-    name: str  # its name in incoming/
-    digest: str
-    kept: Path  # a hard link in incoming/.sent/: the content, wherever a run moved the file
-    run: Run
-    tries: int = 1  # runs started on it
-    checked: float = field(default_factory=time.monotonic)
-    retry_at: float | None = None
-
-    @property
-    def note(self) -> Path:
-        """Beside the link: which run it waits for, so a restarted watcher follows it on."""
-        return self.kept.with_name(f"{self.kept.name}.json")
-
-    def save(self) -> None:
-        run = self.run
-        found = {"name": self.name, "digest": self.digest, "tries": self.tries}
-        found |= {"task_run_id": run.task_run_id, "flow_run_id": run.flow_run_id}
-        found |= {"asked_at": run.asked_at.isoformat(), "taken_by": run.taken_by}
-        partial = self.note.with_suffix(".partial")
-        partial.write_text(json.dumps(found))
-        partial.replace(self.note)
-
-    @classmethod
-    def load(cls, kept: Path) -> "Pending | None":
-        try:
-            found = json.loads(kept.with_name(f"{kept.name}.json").read_text())
-            run = Run(
-                found["taken_by"],
-                task_run_id=found["task_run_id"],
-                name=found["name"],
-                asked_at=datetime.fromisoformat(found["asked_at"]),
-                flow_run_id=found["flow_run_id"],
-            )
-            return cls(found["name"], found["digest"], kept, run, tries=found["tries"])
-        except (FileNotFoundError, ValueError, KeyError):
-            return None
 
 
 class Watcher:
@@ -353,56 +283,6 @@ def watch_incoming(incoming: Path, stop: threading.Event, **rules) -> None:
                 flush=True,
             )
             stop.wait(delay)
-
-
-def judge(state: State, pending: Pending, quarantine_dir: Path) -> str | None:
-    """What a run's end means for its batch: None for a failure that is not the input's (a
-    crash never is: a process killed, a machine gone)."""
-    if state.is_completed():
-        return "done"
-    if state.is_cancelled():
-        return "cancelled by someone: not started again"
-    if not state.is_failed():
-        return None
-    from level2_pipelines.outcome import expected_failures  # the pipeline's errors: imported late
-
-    message = state.message or ""
-    if quarantined(pending, quarantine_dir) or any(
-        f"{error.__name__}:" in message for error in expected_failures()
-    ):
-        return "refused, the input's fault: not started again"
-    return None
-
-
-def quarantined(pending: Pending, quarantine_dir: Path) -> bool:
-    """Whether the pipeline moved this batch to its quarantine (validation refused it)."""
-    return any(same_file(p, pending.kept) for p in quarantine_dir.glob(f"*/{pending.name}"))
-
-
-def run_state(run: Run, claimed: set[str]) -> State | None:
-    """The state of the run started on a batch; None while its flow run has not appeared."""
-    with get_client(sync_client=True) as client:
-        if run.task_run_id is not None:
-            return client.read_task_run(UUID(run.task_run_id)).state
-        if run.flow_run_id is None:
-            deployment = client.read_deployment_by_name(ON_NEW_DATA)
-            recent = FlowRunFilter(
-                deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id]),
-                expected_start_time=FlowRunFilterExpectedStartTime(
-                    after_=run.asked_at - timedelta(seconds=5)
-                ),
-            )
-            for flow_run in client.read_flow_runs(
-                flow_run_filter=recent, sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=200
-            ):
-                mine = flow_run.parameters.get("incoming_name") == run.name
-                if mine and str(flow_run.id) not in claimed:
-                    run.flow_run_id = str(flow_run.id)
-                    claimed.add(run.flow_run_id)
-                    break
-            else:
-                return None
-        return client.read_flow_run(UUID(run.flow_run_id)).state
 
 
 def hand_over(name: str, digest: str) -> Run:

@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -193,9 +194,21 @@ def kept_alive(command: list[str], heartbeat: Path | None = None) -> list[str]:
     return [sys.executable, "-m", "level2_pipelines.ops.processes", "keep", *beat, "--", *command]
 
 
-def keep(command: list[str], heartbeat: Path | None, stale_s: float = RESTART_STALE_S) -> None:
+def keep(
+    command: list[str],
+    heartbeat: Path | None = None,
+    stale_s: float = RESTART_STALE_S,
+    *,
+    name: str | None = None,
+    env: dict[str, str] | None = None,
+    after_exit: Callable[[int, str, bool], None] | None = None,
+    tell: Callable[[str], None] | None = None,
+) -> None:
     """Run `command` until this process is told to stop; restart it when it ends unasked or,
-    once it has beaten, when its heartbeat goes stale. Says each restart and why."""
+    once it has beaten, when its heartbeat goes stale. Says each restart and why (through
+    `tell`); `after_exit(pid, what happened, stopping)` runs each time the child is gone."""
+    tell = tell or say
+    name = name or " ".join(Path(part).name for part in command[:3])
     stopping = False
     child: subprocess.Popen | None = None
 
@@ -207,20 +220,22 @@ def keep(command: list[str], heartbeat: Path | None, stale_s: float = RESTART_ST
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    backoff, name = Backoff(), " ".join(Path(part).name for part in command[:3])
+    backoff = Backoff()
     while not stopping:
         born = time.monotonic()
-        child = subprocess.Popen(command)
-        say(f"{name} started (pid {child.pid})")
+        child = subprocess.Popen(command, env=env)
+        tell(f"{name} started (pid {child.pid})")
         why = watch_child(child, heartbeat, stale_s, lambda: stopping)
+        if after_exit is not None:
+            after_exit(child.pid, why, stopping)
         if stopping:
             break
         delay = backoff.delay(time.monotonic() - born)
-        say(f"{name} (pid {child.pid}) {why}; restarting it in {delay} s")
+        tell(f"{name} (pid {child.pid}) {why}; restarting it in {delay} s")
         deadline = time.monotonic() + delay
         while not stopping and time.monotonic() < deadline:
             time.sleep(0.1)
-    say(f"{name} stopped")
+    tell(f"{name} stopped")
 
 
 def watch_child(child: subprocess.Popen, heartbeat: Path | None, stale_s: float, stopping) -> str:

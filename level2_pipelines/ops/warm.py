@@ -32,9 +32,7 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -43,7 +41,7 @@ import httpx
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from level2_pipelines.ops.local_servers import WARM_WORKER_FILE
-from level2_pipelines.ops.processes import Backoff, exit_cause
+from level2_pipelines.ops.processes import keep
 from level2_pipelines.ops.warm_runs import RUN_FILE, mark_crashed, run_environment, servers_dir
 from level2_pipelines.settings import Settings
 
@@ -109,49 +107,27 @@ def supervise(settings: Settings, api_url: str) -> None:
         "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
     }
     command = [sys.executable, "-m", "level2_pipelines.ops.warm", "--worker"]
-    child: subprocess.Popen | None = None
-    stopping = False
 
-    def stop(signum, frame) -> None:
-        nonlocal stopping
-        stopping = True
-        if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGTERM)  # its group got it too, unless only we were sent it
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    backoff = Backoff()
-    while not stopping:
-        born = time.monotonic()
-        child = subprocess.Popen(command, env=environment)
-        say(f"worker started (pid {child.pid}); importing the pipeline's libraries")
-        code = child.wait()
+    def after_exit(pid: int, why: str, stopping: bool) -> None:
+        """The dead worker is no longer ready; the task run it was in is marked Crashed."""
         (servers_dir(settings) / WARM_WORKER_FILE).unlink(missing_ok=True)
-        cause = exit_cause(code)
-        if not stopping:
-            say(f"worker (pid {child.pid}) died unasked ({cause})")
-        lost = lost_run(settings, child.pid)
-        if lost is not None:
-            message = (
-                f"the warm worker (pid {child.pid}) was stopped during this run"
-                if stopping
-                else f"the warm worker (pid {child.pid}) died during this run ({cause}); "
-                f"it is restarted; see {servers_dir(settings) / 'warm.log'}"
-            )
-            try:
-                with temporary_settings({PREFECT_API_URL: api_url}):
-                    mark_crashed(lost, message)
-                say(f"task run {lost} marked Crashed")
-            except Exception as error:  # the server may be gone too; the log still says it
-                say(f"could not mark task run {lost} Crashed: {error}")
-        if stopping:
-            break
-        delay = backoff.delay(time.monotonic() - born)
-        say(f"restarting the worker in {delay} s")
-        deadline = time.monotonic() + delay
-        while not stopping and time.monotonic() < deadline:
-            time.sleep(0.1)
-    say("stopped")
+        lost = lost_run(settings, pid)
+        if lost is None:
+            return
+        message = (
+            f"the warm worker (pid {pid}) was stopped during this run"
+            if stopping
+            else f"the warm worker (pid {pid}) {why} during this run; "
+            f"it is restarted; see {servers_dir(settings) / 'warm.log'}"
+        )
+        try:
+            with temporary_settings({PREFECT_API_URL: api_url}):
+                mark_crashed(lost, message)
+            say(f"task run {lost} marked Crashed")
+        except Exception as error:  # the server may be gone too; the log still says it
+            say(f"could not mark task run {lost} Crashed: {error}")
+
+    keep(command, name="worker", env=environment, after_exit=after_exit, tell=say)
 
 
 def lost_run(settings: Settings, pid: int) -> str | None:

@@ -176,7 +176,7 @@ def test_a_worker_killed_during_a_run_is_reported_and_comes_back(supervisor, set
     waiting.join(timeout=60)
 
     message, when = outcome["lost"]
-    assert "died during this run (killed by SIGKILL)" in message
+    assert "ended unasked (killed by SIGKILL) during this run" in message
     # "At once": long before the client's own limit (warm_runs.WAIT_LIMIT_S, 30 minutes); the
     # supervisor's report takes seconds on two busy cores, so the bound leaves it room.
     assert when - at < 60
@@ -188,7 +188,7 @@ def test_a_worker_killed_during_a_run_is_reported_and_comes_back(supervisor, set
     log = settings.state_dir / "servers" / "warm.log"
     wait_for(lambda: worker_pids(log)[-1] != killed, 60, "a new worker")
     os.kill(worker_pids(log)[-1], 0)  # alive
-    assert f"worker (pid {killed}) died unasked (killed by SIGKILL)" in log.read_text()
+    assert f"worker (pid {killed}) ended unasked (killed by SIGKILL)" in log.read_text()
 
 
 def worker_pids(log) -> list[int]:

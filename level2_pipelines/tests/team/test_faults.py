@@ -175,7 +175,8 @@ def test_mlflow_stopped_during_a_run_decides_nothing_and_the_batch_is_trained_on
     """Lost between register and promote: a named failure, no version counted as trained on,
     the lock free, the old champion served throughout; the run left RUNNING is ended FAILED by
     the rerun, which trains and decides the batch once."""
-    from level2_pipelines.pipeline import TrackingUnreachable, training_pipeline
+    from level2_pipelines.pipeline import training_pipeline
+    from level2_pipelines.run_outage import TrackingUnreachable
 
     monkeypatch.setenv("LEVEL2_TRACKING_URI", mlflow_down.uri)
     env = env | {"LEVEL2_TRACKING_URI": mlflow_down.uri}
