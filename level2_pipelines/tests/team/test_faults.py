@@ -326,7 +326,11 @@ def test_prediction_log_postgres_down_at_start_and_restarted_under_load_loses_no
 
     with service(env), Load(base) as load:
         wait_until(lambda: len(load.answers) >= 20, "answers while the log is down")
-        ready_while_down = httpx.get(f"{base}/ready", timeout=5).json()
+        # /ready names the log once a flush has failed: the first comes a flush interval in.
+        ready_while_down = wait_until(
+            lambda: (ready := httpx.get(f"{base}/ready", timeout=5).json())["problem"] and ready,
+            "/ready naming the prediction log",
+        )
         postgres.start()
         wait_until(lambda: len(logged_ids(postgres.uri)) >= 20, "the backlog written")
         postgres.stop()
