@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 from shared.paths import state_dir
 
@@ -118,6 +123,30 @@ class Settings(BaseSettings):
     # The workshop's local servers (`make level2-up`).
     prefect_port: int = 4200
     mlflow_ui_port: int = 5000
+
+    # Secrets as files (Kubernetes and compose mount them here): a folder with a file per
+    # setting, named like its variable (LEVEL2_ADMIN_TOKEN, LEVEL2_PREDICTION_LOG_URI...). A
+    # worker's flow runs inherit its environment: this way they inherit a path, not the values.
+    # The environment still wins over a file. Read from the environment only (see below).
+    secrets_dir: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # pydantic-settings' own precedence, its secrets source pointed at LEVEL2_SECRETS_DIR:
+        # the folder is known before any field is, so it is read from the environment.
+        folder = os.environ.get("LEVEL2_SECRETS_DIR")
+        if folder and not Path(folder).is_dir():
+            # A mount that failed must not start a service without its token, silently.
+            raise ValueError(f"LEVEL2_SECRETS_DIR={folder} is not a folder: is the secret mounted?")
+        files = SecretsSettingsSource(settings_cls, secrets_dir=folder or None)
+        return init_settings, env_settings, dotenv_settings, files
 
     @model_validator(mode="after")
     def _refuse_unusable_tokens(self) -> "Settings":

@@ -33,12 +33,22 @@ import argparse
 import contextvars
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 from prefect import serve
-from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.automations import Automation
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import (
+    ConcurrencyLimitConfig,
+    ConcurrencyLimitStrategy,
+    StateType,
+)
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
+from prefect.events.actions import ChangeFlowRunState
+from prefect.events.schemas.automations import EventTrigger, Posture
+from prefect.events.schemas.events import ResourceSpecification
 from prefect.runner.storage import LocalStorage
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -108,7 +118,52 @@ def publish(settings: Settings) -> list[str]:
             deployment.storage = LocalStorage(settings.worker_code_dir or str(CODE_ROOT))
         deployment.apply(work_pool_name=settings.work_pool)
         names.append(deployment.full_name)
+    if settings.work_pool is not None:
+        crash_unresponsive_runs()
     return names
+
+
+# A worker killed with its runs (a container or a machine lost) leaves them Running for ever:
+# no process is left to say otherwise. Each flow run sends a heartbeat event this often
+# (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, set where the workers run: team mode, compose, the
+# manifests; 30 s is the least Prefect takes); three missed, and the automation below marks the
+# run Crashed, which the watcher sends again (`sent_runs.py`). Prefect's documented answer to
+# "zombie" runs, which Prefect Cloud ships and a self-hosted server does not.
+HEARTBEAT_S = 30
+UNRESPONSIVE = "penguins: crash unresponsive runs"
+
+
+def crash_unresponsive_runs() -> Automation:
+    """Make (or make again, once) the automation that marks a silent flow run Crashed."""
+    wanted = Automation(
+        name=UNRESPONSIVE,
+        description=f"A flow run with no heartbeat for {3 * HEARTBEAT_S} s lost its process.",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=3 * HEARTBEAT_S),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=f"no heartbeat for {3 * HEARTBEAT_S} s: its worker or machine was lost",
+            )
+        ],
+    )
+    with get_client(sync_client=True) as client:
+        for old in client.read_automations_by_name(name=UNRESPONSIVE):
+            client.delete_automation(old.id)
+    return wanted.create()
 
 
 def watching(settings: Settings) -> dict:

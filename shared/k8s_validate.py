@@ -39,6 +39,8 @@ VERSIONS = ("1.30", "1.37")
 MANIFEST_FOLDERS = "*/infra/k8s"
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet"}
 SECRET_NAME = re.compile(r"TOKEN|PASSWORD|SECRET", re.IGNORECASE)
+# Where secrets are read from (a mounted Secret's folder or file), not a secret.
+PATH_NAME = re.compile(r"_(DIR|FILE|PATH)$", re.IGNORECASE)
 CREDENTIALS_IN_URL = re.compile(r"://[^/@\s:]+:[^/@\s]+@")
 
 
@@ -148,13 +150,14 @@ def workload_problems(workload: Document) -> Iterator[str]:
         for container in pod.get(key, []):
             yield from container_problems(container, init)
             for variable in container.get("env", []):
+                name = variable["name"]
                 if "value" in variable and (
-                    SECRET_NAME.search(variable["name"])
+                    (SECRET_NAME.search(name) and not PATH_NAME.search(name))
                     or CREDENTIALS_IN_URL.search(str(variable["value"]))
                 ):
                     yield (
-                        f"env {variable['name']} is written in the manifest: take it from a "
-                        "Secret (valueFrom.secretKeyRef)"
+                        f"env {name} is written in the manifest: take it from a Secret "
+                        "(a mounted file, or valueFrom.secretKeyRef)"
                     )
 
 

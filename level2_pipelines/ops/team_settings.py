@@ -83,6 +83,9 @@ def environment(team: TeamSettings) -> dict[str, str]:
             "PREFECT_HOME": str(team.state_dir / "prefect"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_WORKER_QUERY_SECONDS": str(team.worker_poll_s),
+            # Flow runs beat (= triggers.HEARTBEAT_S); a run silent past three beats is
+            # marked Crashed by the automation `triggers --publish` makes.
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
         }
     )
     if team.pg_password is not None:

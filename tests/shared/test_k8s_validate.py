@@ -251,6 +251,15 @@ def test_rules_hold_for_the_workload_that_keeps_them(tmp_path):
     assert k8s_validate.rule_problems(documents_of(manifests(), tmp_path / "web.yaml")) == []
 
 
+def test_a_secret_files_folder_is_a_path_not_a_secret(tmp_path):
+    """Secrets mounted as files are read through a folder's path (LEVEL2_SECRETS_DIR): writing
+    the path is what the rule asks for, not what it forbids."""
+    bodies = manifests()
+    container(bodies).update(env=[{"name": "APP_SECRETS_DIR", "value": "/run/secrets/web"}])
+
+    assert k8s_validate.rule_problems(documents_of(bodies, tmp_path / "web.yaml")) == []
+
+
 @pytest.mark.parametrize("case", sorted(BREAKS))
 def test_rules_name_what_a_workload_breaks(case, tmp_path):
     """Each broken rule is reported, and the report names what to change."""

@@ -127,6 +127,55 @@ def test_a_run_killed_mid_run_is_crashed_retried_and_trained_once(team):
     assert trained == [(1,)]
 
 
+def test_a_worker_killed_with_its_run_is_crashed_by_missed_heartbeats_and_retried(team):
+    """SIGKILL on the worker and its flow run together (a container or a machine lost): no
+    process is left to report, so the run goes Crashed when its heartbeats stop (the automation
+    `triggers --publish` makes); once a worker is back (`up` again), the batch is sent again
+    and trained on exactly once."""
+    path = land(team, "lost-worker.csv", seed=23)
+    checksum = data_checksum(read_batch_file(path))
+    first = wait_for(
+        lambda: (found := runs_on(team, "lost-worker.csv")) and found[0][1] and found[0],
+        RUN_S,
+        "the first run started in a process",
+    )
+    wait_for(lambda: not path.exists(), RUN_S, "the batch kept by validation")
+    assert runs_on(team, "lost-worker.csv")[0][0] == "RUNNING", "it ended before the kill"
+    worker = team.processes.running("worker-1")
+
+    for pid in (worker, int(first[1])):
+        os.kill(pid, signal.SIGKILL)
+
+    # Three beats of 30 s missed, then the triggers service's next evaluation.
+    wait_for(lambda: runs_on(team, "lost-worker.csv")[0][0] == "CRASHED", 240, "the run Crashed")
+    (said,) = sql(
+        team,
+        "prefect",
+        "SELECT s.message FROM flow_run f JOIN flow_run_state s ON s.id = f.state_id "
+        "WHERE f.infrastructure_pid = %s",
+        first[1],
+    )
+    assert said[0].startswith("no heartbeat for 90 s"), said  # the automation, no process
+    command = [sys.executable, "-m", "level2_pipelines.ops.team", "up"]
+    up = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert up.returncode == 0, up.stdout + up.stderr
+    retried = wait_for(
+        lambda: [
+            s for s, _ in runs_on(team, "lost-worker.csv")[1:] if s in {"COMPLETED", "FAILED"}
+        ],
+        RUN_S,
+        "a second run on the batch, ended",
+    )
+    assert retried == ["COMPLETED"]
+    trained = sql(
+        team,
+        "mlflow",
+        "SELECT count(*) FROM model_version_tags WHERE key = 'batch_checksum' AND value = %s",
+        checksum,
+    )
+    assert trained == [(1,)]
+
+
 def test_a_killed_watcher_is_restarted_and_takes_the_next_batch(team):
     """SIGKILL on the watcher: it beats again within a bound, from a new process, and a batch
     landed afterwards is trained on."""

@@ -255,3 +255,18 @@ def test_the_env_file_is_git_ignored():
     ignored = (INFRA / ".gitignore").read_text().splitlines()
 
     assert ".env" in ignored
+
+
+def test_flow_runs_beat_where_the_workers_run_as_the_automation_expects(compose, tmp_path):
+    """A run whose worker is lost is marked Crashed after three missed heartbeats
+    (`triggers.crash_unresponsive_runs`): every place a worker runs sets the beat it counts."""
+    from level2_pipelines import triggers
+    from level2_pipelines.ops.team_settings import environment
+
+    beat = str(triggers.HEARTBEAT_S)
+    config = yaml.safe_load((INFRA / "k8s" / "config.yaml").read_text())
+
+    assert compose["services"]["worker"]["environment"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == beat
+    assert config["data"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == beat
+    team = TeamSettings(state_dir=tmp_path)
+    assert environment(team)["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == beat

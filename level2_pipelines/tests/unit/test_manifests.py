@@ -105,16 +105,27 @@ def test_worker_polls_the_pool_the_deployments_are_published_to():
     assert command[command.index("--type") + 1] == "process"
 
 
-def test_admin_token_comes_from_a_secret_in_the_service_and_the_worker():
-    """The same Secret key for both (the worker's deploy stage authenticates with it); no
-    literal anywhere, and the prediction log's and MLflow's database URLs are secret too."""
-    secret = {"secretKeyRef": {"name": "penguins-level2", "key": "admin-token"}}
-    log = {"secretKeyRef": {"name": "penguins-level2", "key": "prediction-log-uri"}}
+def test_secrets_are_files_from_one_secret_in_the_service_and_the_worker():
+    """The admin token and the prediction log's URL (it holds a password) are files mounted
+    from the Secret, read through LEVEL2_SECRETS_DIR: a worker's flow runs inherit its
+    environment, so no secret is in it. The same keys for both (the worker's deploy stage
+    authenticates with the token); no literal anywhere."""
+    files = {"admin-token": "LEVEL2_ADMIN_TOKEN", "prediction-log-uri": "LEVEL2_PREDICTION_LOG_URI"}
 
     for name in ("penguins-level2", "penguins-level2-worker"):
-        assert env(name)["LEVEL2_ADMIN_TOKEN"]["valueFrom"] == secret
-        assert "value" not in env(name)["LEVEL2_ADMIN_TOKEN"]
-        assert env(name)["LEVEL2_PREDICTION_LOG_URI"]["valueFrom"] == log
+        assert not [e for e in container(name).get("env", []) if "valueFrom" in e]
+        (volume,) = [v for v in pod(name)["volumes"] if "secret" in v]
+        secret = volume["secret"]
+        assert secret["secretName"] == "penguins-level2"
+        assert {item["key"]: item["path"] for item in secret["items"]} == files
+        # Readable by the pod's group only (fsGroup), never by others.
+        assert secret["defaultMode"] & 0o007 == 0
+        assert pod(name)["securityContext"]["fsGroup"] == 10001
+        (mount,) = [m for m in container(name)["volumeMounts"] if m["name"] == volume["name"]]
+        assert mount["readOnly"] is True
+        assert env(name)["LEVEL2_SECRETS_DIR"]["value"] == mount["mountPath"]
+        assert not set(files.values()) & set(env(name))
+    # MLflow's server reads its store from the environment (no file setting); it starts no runs.
     assert env("mlflow")["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"] == {
         "name": "penguins-level2",
         "key": "mlflow-backend-store-uri",
@@ -161,8 +172,9 @@ def test_mlflow_server_is_the_clients_version_and_proxies_artifacts():
 
 
 def test_pods_run_as_the_images_user_and_write_only_to_their_volumes():
-    """Non-root as the Dockerfile's `app` user on a read-only root; the state folder,
-    PREFECT_HOME (the worker) and /tmp are emptyDir volumes, where the image points them."""
+    """Non-root as the Dockerfile's `app` user on a read-only root; what it writes to, the state
+    folder, PREFECT_HOME (the worker) and /tmp, are emptyDir volumes, where the image points
+    them."""
     uid = int(re.search(r"useradd .*--uid (\d+)", DOCKERFILE.read_text())[1])
     image = dockerfile_env()
     wanted = {
@@ -176,7 +188,11 @@ def test_pods_run_as_the_images_user_and_write_only_to_their_volumes():
         assert container(name)["securityContext"]["readOnlyRootFilesystem"] is True
     for name, paths in wanted.items():
         volumes = {v["name"]: v for v in pod(name)["volumes"]}
-        mounts = {m["mountPath"]: volumes[m["name"]] for m in container(name)["volumeMounts"]}
+        mounts = {
+            m["mountPath"]: volumes[m["name"]]
+            for m in container(name)["volumeMounts"]
+            if not m.get("readOnly")  # the Secret's files (above)
+        }
         assert set(mounts) == paths
         assert all("emptyDir" in volume for volume in mounts.values())
 
