@@ -103,6 +103,18 @@ level2-rollback: $(STAMP) | $(PREFECT_HOME) ## Level 2: move `champion` back to 
 level2-approve: $(STAMP) | $(PREFECT_HOME) ## Level 2: promote the waiting `challenger` (after a manual-approval run)
 	$(PY) -m level2_pipelines.registry approve
 
+.PHONY: level2-rollout
+level2-rollout: $(STAMP) | $(PREFECT_HOME) ## Level 2: serve a version beside the champion on trial (MODE=shadow|canary, SHARE=0.1, VERSION=newest passed)
+	$(PY) -m level2_pipelines.rollout start $(or $(MODE),canary) $(if $(SHARE),--share $(SHARE)) $(if $(VERSION),--version $(VERSION))
+
+.PHONY: level2-judge
+level2-judge: $(STAMP) | $(PREFECT_HOME) ## Level 2: promote or withdraw the challenger on live evidence, or say why it waits
+	$(PY) -m level2_pipelines.rollout judge
+
+.PHONY: level2-withdraw
+level2-withdraw: $(STAMP) | $(PREFECT_HOME) ## Level 2: take the challenger out of service (REASON="...")
+	$(PY) -m level2_pipelines.rollout withdraw --reason "$(or $(REASON),withdrawn by hand)"
+
 .PHONY: level2-monitor
 level2-monitor: $(STAMP) | $(PREFECT_HOME) ## Level 2: compare the last 200 served answers with the reference; on drift, ask for a retraining
 	$(PY) -m level2_pipelines.monitor

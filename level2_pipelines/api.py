@@ -95,6 +95,7 @@ def create_app(
     # What the routes' dependencies read (`routes/deps.py`).
     app.state.settings = settings
     app.state.model = model
+    app.state.challenger = None  # a version rolled out beside it (`rollout.py`), if any
     app.state.metrics = metrics
     app.state.prediction_log = None
     # The configured token, or the random one `serve` keeps in the state folder. None: the
@@ -129,6 +130,10 @@ async def keep_books(log: prediction_log.PredictionLog, settings: Settings, metr
                     prediction_log.live_accuracy, log.engine, since=since
                 )
                 metrics.show_live_accuracy(rows)
+                rows = await asyncio.to_thread(
+                    prediction_log.shadow_accuracy, log.engine, since=since
+                )
+                metrics.show_shadow_accuracy(rows)
             await asyncio.to_thread(metrics.show_drift, settings)  # bounded, off the loop
 
 

@@ -11,12 +11,12 @@ import logging
 import time
 import uuid
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fastapi import FastAPI
 from mlflow import MlflowClient
 
-from level2_pipelines import registry
+from level2_pipelines import registry, rollout
 from level2_pipelines.model import Lineage, ModelLoadError, load_version
 from level2_pipelines.predict import PipelinePredictor, Predictor, serving_predictor
 from level2_pipelines.schemas import SpeciesPrediction
@@ -45,6 +45,20 @@ class ServedModel:
         ]
 
 
+@dataclass(frozen=True)
+class Challenger:
+    """The version rolled out beside the champion (`rollout.py`), loaded and verified the same
+    way, and what it does: answer every request unseen (shadow) or a share of callers."""
+
+    model: ServedModel
+    mode: rollout.Mode
+    share: float
+
+    @property
+    def version(self) -> str:
+        return self.model.lineage.version
+
+
 def load_served_model(client: MlflowClient, name: str, version: str) -> ServedModel:
     """Load and verify registry version `version`, on its prediction path (`serving_path`)."""
     pipeline, lineage = load_version(client, name, version)  # checks SHA-256 and fingerprint
@@ -69,6 +83,7 @@ class ChampionFollower:
         self.tried = asyncio.Event()  # set once the first refresh has succeeded or failed
         self._lock = asyncio.Lock()  # one load at a time: the poller and admin calls meet here
         self._retry: dict[str, tuple[float, float]] = {}  # version -> (next attempt, delay)
+        self._challenger_retry: dict[str, float] = {}  # version -> next attempt
 
     async def refresh(self, *, now: bool = False) -> ServedModel | None:
         """Serve the current champion if it is not served yet; return what is served."""
@@ -104,6 +119,42 @@ class ChampionFollower:
             log.info("now serving %s v%s", self.name, loaded.lineage.version)
             return loaded
 
+    async def refresh_challenger(self) -> Challenger | None:
+        """Serve the challenger being rolled out beside the champion, or stop serving it once
+        it is withdrawn or promoted. One that cannot be loaded is said once and tried again
+        every MAX_RETRY_S; meanwhile the champion answers alone."""
+        async with self._lock:
+            try:
+                switch = await asyncio.to_thread(rollout.switch_of, self.client, self.name)
+            except registry.RegistryError:
+                return getattr(self.app.state, "challenger", None)  # the champion's poll says
+            current: Challenger | None = getattr(self.app.state, "challenger", None)
+            if switch is None:
+                if current is not None:
+                    log.info("challenger v%s is no longer rolled out", current.version)
+                self.app.state.challenger = None
+                return None
+            if current is not None and current.version == switch.version:
+                if (current.mode, current.share) != (switch.mode, switch.share):
+                    self.app.state.challenger = replace(
+                        current, mode=switch.mode, share=switch.share
+                    )
+                return self.app.state.challenger
+            if time.monotonic() < self._challenger_retry.get(switch.version, 0.0):
+                return current
+            try:
+                loaded = await asyncio.to_thread(
+                    load_served_model, self.client, self.name, switch.version
+                )
+            except ModelLoadError as error:
+                self._challenger_retry[switch.version] = time.monotonic() + MAX_RETRY_S
+                log.error("challenger v%s: %s (the champion answers alone)", switch.version, error)
+                self.app.state.challenger = None
+                return None
+            self.app.state.challenger = Challenger(loaded, switch.mode, switch.share)
+            log.info("challenger v%s rolled out (%s)", switch.version, switch.mode)
+            return self.app.state.challenger
+
     def _named(self, error: Exception) -> str | None:
         """The tracking server, named, if `error` is that it cannot be reached."""
         reason = unreachable(error)
@@ -124,5 +175,6 @@ class ChampionFollower:
         while True:
             with suppress(ModelLoadError, registry.RegistryError):  # reported by refresh
                 await self.refresh()
+                await self.refresh_challenger()
             self.tried.set()
             await asyncio.sleep(self.every_s)

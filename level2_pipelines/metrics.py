@@ -139,6 +139,42 @@ class ServiceMetrics:
             multiprocess_mode="mostrecent",
             registry=registry,
         )
+        # Safe rollout (`rollout.py`): the challenger beside the champion, counted where it
+        # answers; its live accuracy in shadow is read from the log like the champion's.
+        self.shadow_answers = Counter(
+            "penguins_shadow_answers",
+            "The challenger's unseen answers in shadow, by whether it agreed with the champion",
+            ["model_version", "agreed"],
+            registry=registry,
+        )
+        self.challenger_errors = Counter(
+            "penguins_challenger_errors",
+            "Requests the challenger failed to answer (the champion answered them)",
+            ["model_version"],
+            registry=registry,
+        )
+        self.model_duration = Histogram(
+            "penguins_model_duration_seconds",
+            "Time in the model alone, by role (champion, challenger) on requests both answer",
+            ["role", "model_version"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.shadow_live_accuracy = Gauge(
+            "penguins_shadow_live_accuracy",
+            "Share of the challenger's shadow answers whose confirmed species matched, per "
+            "model version, over the live-accuracy window",
+            ["model_version"],
+            multiprocess_mode="mostrecent",
+            registry=registry,
+        )
+        self.shadow_labelled = Gauge(
+            "penguins_shadow_feedback_labelled",
+            "The challenger's shadow answers with a confirmed species, per model version",
+            ["model_version"],
+            multiprocess_mode="mostrecent",
+            registry=registry,
+        )
         self._drift: LatestVerdict | None = None  # made on the first look, from the settings
         self._drift_shown: str | None = None  # the monitor run whose verdict is shown
 
@@ -170,6 +206,13 @@ class ServiceMetrics:
         for row in rows:
             self.labelled.labels(row.model_version).set(row.labelled)
             self.live_accuracy.labels(row.model_version).set(row.accuracy)
+
+    def show_shadow_accuracy(self, rows) -> None:
+        """`rows`: prediction_log.LiveAccuracy per challenger version, in shadow."""
+        self._clear(self.shadow_live_accuracy, self.shadow_labelled)
+        for row in rows:
+            self.shadow_labelled.labels(row.model_version).set(row.labelled)
+            self.shadow_live_accuracy.labels(row.model_version).set(row.accuracy)
 
     def show_drift(self, settings: Settings) -> None:
         """The drift monitor's newest verdict, read from the tracking server (where every

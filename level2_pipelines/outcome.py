@@ -41,9 +41,16 @@ def report_lines(outcome: "Outcome", settings: Settings, seconds: float) -> list
         lines.append(
             f"level 2: {settings.model_name} v{outcome.version} is now {outcome.promoted_to}"
         )
-        if outcome.promoted_to == CHALLENGER:
+        if outcome.rollout:
+            lines.append(
+                f"level 2: rolled out beside the champion ({outcome.rollout}); "
+                "`make level2-judge` promotes or withdraws it on live evidence"
+            )
+        elif outcome.promoted_to == CHALLENGER:
             lines.append("level 2: waiting for approval: `make level2-approve`")
-        lines.append(f"level 2: {outcome.deployed or 'not deployed until approved'}")
+            lines.append(f"level 2: {outcome.deployed or 'not deployed until approved'}")
+        else:
+            lines.append(f"level 2: {outcome.deployed or 'not deployed'}")
     work, mlflow_io = outcome.clock.total(WORK), outcome.clock.total(MLFLOW)
     lines.append(
         f"level 2: flow {seconds:.1f} s = pipeline work {work:.1f} s + MLflow {mlflow_io:.1f} s "

@@ -34,7 +34,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
-from level2_pipelines import prediction_log, registry
+from level2_pipelines import prediction_log, registry, rollout
 from level2_pipelines.data import (
     BATCH_ARTIFACT,
     Batch,
@@ -73,6 +73,7 @@ class Outcome:
     skipped: str = ""  # why no run was made (the same content was trained on before)
     version: str | None = None
     promoted_to: str | None = None  # "champion", "challenger", or None when rejected
+    rollout: str = ""  # "shadow" or "canary": a challenger on trial beside the champion
     reasons: list[str] = field(default_factory=list)
     deployed: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
@@ -136,6 +137,8 @@ def training_pipeline(
                 if verdict.passed:  # else registered and rejected: the champion stays
                     approval = approval or settings.approval
                     outcome.promoted_to, refused = promote(version, verdict, approval, settings)
+                    if outcome.promoted_to == registry.CHALLENGER and approval == "auto":
+                        outcome.rollout = settings.rollout
                     outcome.reasons += [refused] if refused else []
                 mark_trained_on(client, version, batch, settings)
         if outcome.promoted_to == registry.CHAMPION:
@@ -330,6 +333,17 @@ def promote(
     client = MlflowClient()
     with mlflow_io("promote"):
         try:
+            if alias == registry.CHAMPION and settings.rollout != "direct":
+                # Released on trial beside the champion; the judge decides on live evidence.
+                rollout.start(
+                    client,
+                    settings.model_name,
+                    version,
+                    settings.rollout,
+                    settings.canary_share,
+                    verdict.judged_against,
+                )
+                return registry.CHALLENGER, ""
             registry.promote(client, settings.model_name, version, alias, verdict.judged_against)
         except registry.StaleChampion as error:
             client.set_model_version_tag(settings.model_name, version, "promotion", str(error))

@@ -51,7 +51,23 @@ feedback = sa.Table(
     sa.Column("species", sa.String(32), nullable=False),
     sa.Column("received_at", sa.Float, nullable=False, index=True),
 )
+# The challenger's answers off the answer path (`rollout.py`): in shadow, to every request; in
+# either mode, its failed attempts (no `predicted`, the `error`), the champion having answered.
+# Keyed by the request's prediction_id, so the feedback on an answer judges both models.
+shadow_answers = sa.Table(
+    "shadow_answers",
+    metadata,
+    sa.Column("prediction_id", sa.String(32), primary_key=True),
+    sa.Column("served_at", sa.Float, nullable=False, index=True),
+    sa.Column("model_version", sa.String(32), nullable=False),  # the challenger's
+    sa.Column("predicted", sa.String(32)),  # None: it failed (`error` says why)
+    *(sa.Column(f"p_{species}", sa.Float) for species in CLASSES),
+    sa.Column("latency_ms", sa.Float, nullable=False),  # its model's time on this request
+    sa.Column("champion_latency_ms", sa.Float, nullable=False),  # the champion's, same request
+    sa.Column("error", sa.String(200)),
+)
 FEATURE_COLUMNS = [*NUMERIC_FEATURES, "island", "sex"]
+SHADOW = "_shadow"  # marks a buffered row of `shadow_answers`
 
 
 def open_engine(url: str, timeout_s: int = 5) -> sa.Engine:
@@ -89,13 +105,13 @@ def make_engine(url: str, timeout_s: int = 5) -> sa.Engine:
     return sa.create_engine(url, connect_args=bounded, pool_pre_ping=True, pool_timeout=timeout_s)
 
 
-def _insert_once(engine: sa.Engine):
+def _insert_once(engine: sa.Engine, table: sa.Table = predictions):
     """INSERT that skips a row already there: a commit whose answer was lost (the server went
     away just then) is retried with rows it may already hold."""
     dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(engine.dialect.name)
     if dialect is None:
-        return predictions.insert()
-    return dialect.insert(predictions).on_conflict_do_nothing(index_elements=["prediction_id"])
+        return table.insert()
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=["prediction_id"])
 
 
 class PredictionLog:
@@ -133,11 +149,38 @@ class PredictionLog:
             **{f"p_{species}": p for species, p in probabilities.items()},
             "latency_ms": latency_ms,
         }
+        self._keep(row)
+
+    def _keep(self, row: dict) -> None:
         with self._buffer:
             if len(self._pending) >= self.max_pending:
                 self._pending.popleft()
                 self._drop(1)
             self._pending.append(row)
+
+    def record_shadow(
+        self,
+        prediction_id: str,
+        model_version: str,
+        predicted: str | None,
+        probabilities: dict[str, float] | None,
+        latency_ms: float,
+        champion_latency_ms: float,
+        error: str | None = None,
+    ) -> None:
+        """Keep the challenger's answer to a request the champion answered (or its failure)."""
+        row = {
+            SHADOW: True,
+            "prediction_id": prediction_id,
+            "served_at": time.time(),
+            "model_version": model_version,
+            "predicted": predicted,
+            **{f"p_{c}": (probabilities or {}).get(c) for c in CLASSES},
+            "latency_ms": latency_ms,
+            "champion_latency_ms": champion_latency_ms,
+            "error": error[:200] if error else None,
+        }
+        self._keep(row)
 
     @property
     def pending(self) -> int:
@@ -160,8 +203,14 @@ class PredictionLog:
                 return 0
             try:
                 self.make_tables()
+                answers = [row for row in rows if SHADOW not in row]
+                # Copies without the mark: a failed write keeps the rows as they were.
+                shadows = [{k: v for k, v in r.items() if k != SHADOW} for r in rows if SHADOW in r]
                 with self.engine.begin() as connection:
-                    connection.execute(_insert_once(self.engine), rows)
+                    if answers:
+                        connection.execute(_insert_once(self.engine), answers)
+                    if shadows:
+                        connection.execute(_insert_once(self.engine, shadow_answers), shadows)
             except sa.exc.SQLAlchemyError as error:
                 self._keep_for_later(rows, error)
                 return 0
@@ -212,7 +261,9 @@ class PredictionLog:
     def _knows(self, prediction_id: str) -> bool:
         with self._buffer:
             pending = list(self._pending)
-        if any(row["prediction_id"] == prediction_id for row in reversed(pending)):
+        if any(
+            row["prediction_id"] == prediction_id and SHADOW not in row for row in reversed(pending)
+        ):
             return True
         self.make_tables()
         query = sa.select(predictions.c.prediction_id).where(
@@ -296,6 +347,23 @@ def live_accuracy(engine: sa.Engine, *, since: float | None = None) -> list[Live
     )
     if since is not None:
         query = query.where(predictions.c.served_at > since)
+    with engine.connect() as connection:
+        rows: Sequence = connection.execute(query).all()
+    return [LiveAccuracy(str(v), int(n), int(ok or 0)) for v, n, ok in sorted(rows)]
+
+
+def shadow_accuracy(engine: sa.Engine, *, since: float | None = None) -> list[LiveAccuracy]:
+    """As `live_accuracy`, for the challenger's shadow answers: the feedback on an answer the
+    champion gave judges the challenger's unseen answer to the same request."""
+    right = sa.case((shadow_answers.c.predicted == feedback.c.species, 1), else_=0)
+    query = (
+        sa.select(shadow_answers.c.model_version, sa.func.count(), sa.func.sum(right))
+        .join(feedback, feedback.c.prediction_id == shadow_answers.c.prediction_id)
+        .where(shadow_answers.c.predicted.is_not(None))
+        .group_by(shadow_answers.c.model_version)
+    )
+    if since is not None:
+        query = query.where(shadow_answers.c.served_at > since)
     with engine.connect() as connection:
         rows: Sequence = connection.execute(query).all()
     return [LiveAccuracy(str(v), int(n), int(ok or 0)) for v, n, ok in sorted(rows)]

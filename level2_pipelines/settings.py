@@ -38,6 +38,18 @@ class Settings(BaseSettings):
     regression_tolerance: float = 0.02  # allowed drop in macro F1 against the champion
     island_accuracy_floor: float = 0.85  # on each island's held-out birds
     approval: Literal["auto", "manual"] = "auto"  # manual: candidate waits as `challenger`
+    # Safe rollout (`rollout.py`, `judge.py`): a candidate that passed the gate becomes champion
+    # at once ("direct"), or `challenger` beside it: answering every request unseen ("shadow")
+    # or `canary_share` of callers ("canary"), until the judge promotes or withdraws it on
+    # live evidence: `rollout_min_confirmed` confirmed birds for each model, accuracy not
+    # below the champion's by more than `rollout_tolerance`, at most `rollout_max_error_rate`
+    # failed attempts, a p99 at most `rollout_max_latency_ratio` times the champion's.
+    rollout: Literal["direct", "shadow", "canary"] = "direct"
+    canary_share: float = Field(default=0.1, ge=0, le=1)
+    rollout_min_confirmed: int = Field(default=30, ge=1)
+    rollout_tolerance: float = Field(default=0.02, ge=0, le=1)
+    rollout_max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    rollout_max_latency_ratio: float = Field(default=2.0, gt=1)
     min_batch_rows: int = 20
     retrain_cron: str = "0 3 * * *"  # the scheduled deployment: every day at 03:00
     work_pool: str | None = None  # where published deployments run; None: a serving runner

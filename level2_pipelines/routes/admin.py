@@ -18,7 +18,7 @@ router = APIRouter(prefix="/admin")
 
 @router.post("/reload", responses=documented(401, 403, 409, 503))
 async def reload(_: AdminDep, follower: FollowerDep) -> AdminActionPublic:
-    """Ask the registry who is champion now, and serve it."""
+    """Ask the registry who is champion (and challenger) now, and serve them."""
     served = await _refresh(_following(follower))
     version = served.lineage.version if served else None
     return AdminActionPublic(action="reload", model_version=version, detail="serving champion")
@@ -51,7 +51,9 @@ def _following(follower: ChampionFollower | None) -> ChampionFollower:
 
 async def _refresh(follower: ChampionFollower) -> ServedModel | None:
     with registry_errors():
-        return await follower.refresh(now=True)
+        served = await follower.refresh(now=True)
+    await follower.refresh_challenger()  # a challenger's trouble is logged, never the caller's
+    return served
 
 
 @contextmanager
