@@ -11,7 +11,9 @@ The rule, in order: too many failed attempts, or a p99 too slow against the cham
 is withdrawn at once; fewer confirmed birds than `rollout_min_confirmed` (for either model), and
 it waits; accuracy below the champion's beyond `rollout_tolerance`, withdrawn; else promoted.
 Each verdict but "wait" is an MLflow run (the evidence as metrics) and tags on the version,
-decided under the registry's decision lock.
+decided under the registry's decision lock. The flow `penguins-rollout` (deployment
+`every-five-minutes`, LEVEL2_ROLLOUT_JUDGE_EVERY_S) judges on its own; its runs say each
+verdict in the Prefect UI.
 """
 
 import math
@@ -21,6 +23,7 @@ from datetime import datetime
 import pandas as pd
 import sqlalchemy as sa
 from mlflow import MlflowClient
+from prefect import flow, get_run_logger
 
 from level2_pipelines import registry, rollout
 from level2_pipelines.prediction_log import feedback, make_engine, predictions, shadow_answers
@@ -229,6 +232,14 @@ def judge(settings: Settings) -> Verdict:
                 client.set_model_version_tag(name, switch.version, "rollout_verdict", "promoted")
                 client.set_model_version_tag(name, switch.version, "rollout_reason", verdict.reason)
     return verdict
+
+
+@flow(name="penguins-rollout")
+def rollout_judge() -> str:
+    """Judge the challenger rolled out, if any: promote it, withdraw it, or say why it waits."""
+    line = judge(Settings()).line()
+    get_run_logger().info(line)
+    return line
 
 
 def _metrics(e: Evidence) -> dict[str, float]:

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     rollout_tolerance: float = Field(default=0.02, ge=0, le=1)
     rollout_max_error_rate: float = Field(default=0.01, ge=0, le=1)
     rollout_max_latency_ratio: float = Field(default=2.0, gt=1)
+    rollout_judge_every_s: int = Field(default=300, ge=10)  # `penguins-rollout`'s interval
     min_batch_rows: int = 20
     retrain_cron: str = "0 3 * * *"  # the scheduled deployment: every day at 03:00
     work_pool: str | None = None  # where published deployments run; None: a serving runner

@@ -22,6 +22,8 @@ drift, and on demand. (The deploy *stage*, putting a promoted model in service, 
 - `penguins-monitor/every-minute`: the drift monitor, every LEVEL2_MONITOR_EVERY_S seconds.
 - `penguins-retention/daily`: prunes the prediction log and the drift reports
   (LEVEL2_RETENTION_CRON, 04:30; `retention.py`).
+- `penguins-rollout/every-five-minutes`: the rollout's judge, which promotes or withdraws a
+  challenger on live evidence (LEVEL2_ROLLOUT_JUDGE_EVERY_S; `judge.py`).
 
 Each deployment run executes in a fresh subprocess, as Prefect's runner does, and shows in the
 Prefect UI. Each deployment runs one flow run at a time (later ones wait, queued, in the UI); across
@@ -52,6 +54,7 @@ from prefect.events.schemas.events import ResourceSpecification
 from prefect.runner.storage import LocalStorage
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from level2_pipelines.judge import rollout_judge
 from level2_pipelines.monitor import DRIFT_DETECTED, drift_monitor
 from level2_pipelines.ops.local_servers import local_prefect_server, watcher_heartbeat
 from level2_pipelines.pipeline import training_pipeline
@@ -64,7 +67,7 @@ CODE_ROOT = Path(__file__).resolve().parents[1]  # the folder the package is imp
 
 def deployments(settings: Settings) -> list[RunnerDeployment]:
     """The pipeline's deployments (scheduled, on new data, on drift, on demand), the
-    monitor's and retention's."""
+    monitor's, retention's and the rollout judge's."""
     one_at_a_time = ConcurrencyLimitConfig(
         limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
     )
@@ -102,6 +105,11 @@ def deployments(settings: Settings) -> list[RunnerDeployment]:
         ),
         retention.to_deployment(
             name="daily", cron=settings.retention_cron, concurrency_limit=one_at_a_time
+        ),
+        rollout_judge.to_deployment(
+            name="every-five-minutes",
+            interval=settings.rollout_judge_every_s,
+            concurrency_limit=1,
         ),
     ]
 

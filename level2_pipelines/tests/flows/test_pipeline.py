@@ -14,9 +14,11 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from level2_pipelines import pipeline, registry
+from level2_pipelines import pipeline, registry, rollout
 from level2_pipelines.data import reference_and_new_rows
+from level2_pipelines.outcome import report_lines
 from level2_pipelines.pipeline import BatchRejected, training_pipeline
+from level2_pipelines.settings import Settings
 from level2_pipelines.tests.helpers import add_version, write_batch
 from shared.simulate import Corruption, simulate_batch
 
@@ -132,6 +134,25 @@ def test_manual_approval_waits_as_challenger(settings, a_champion):
     assert champion(settings) == first
     assert registry.approve(MlflowClient(), settings.model_name) == outcome.version
     assert champion(settings) == outcome.version
+
+
+def test_with_a_rollout_a_passed_candidate_goes_on_trial_beside_the_champion(
+    settings, a_champion, monkeypatch
+):
+    """LEVEL2_ROLLOUT=canary: the candidate that passed becomes challenger, tagged with the
+    mode and share every service follows; the champion keeps serving until the judge rules."""
+    monkeypatch.setenv("LEVEL2_ROLLOUT", "canary")
+    monkeypatch.setenv("LEVEL2_CANARY_SHARE", "0.2")
+
+    outcome = training_pipeline(force=True)
+
+    assert (outcome.promoted_to, outcome.rollout) == (registry.CHALLENGER, "canary")
+    assert champion(settings) == a_champion
+    assert rollout.switch_of(MlflowClient(), settings.model_name) == rollout.Switch(
+        outcome.version, "canary", 0.2
+    )
+    lines = report_lines(outcome, Settings(), 1.0)
+    assert any("rolled out beside the champion (canary)" in line for line in lines)
 
 
 def test_ingest_task_reads_a_file_and_hashes_it(settings, tmp_path):
