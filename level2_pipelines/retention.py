@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from prefect import flow, get_run_logger
 
 from level2_pipelines import prediction_log
-from level2_pipelines.prediction_log import feedback, predictions
+from level2_pipelines.prediction_log import feedback, predictions, shadow_answers
 from level2_pipelines.settings import Settings
 
 DAY_S = 24 * 3600
@@ -64,6 +64,8 @@ def prune_prediction_log(engine: sa.Engine, settings: Settings, now: float) -> t
             removed = connection.execute(
                 predictions.delete().where(predictions.c.served_at < cutoff)
             ).rowcount
+            # A challenger's unseen answers to those requests (`rollout.py`) go with them.
+            connection.execute(shadow_answers.delete().where(shadow_answers.c.served_at < cutoff))
         # Feedback on no answer: given before its answer was written (kept: the answer comes),
         # or on one long gone. Only the second is older than every answer kept by age.
         orphans = connection.execute(

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from level2_pipelines import prediction_log
-from level2_pipelines.prediction_log import feedback, predictions
+from level2_pipelines.prediction_log import feedback, predictions, shadow_answers
 from level2_pipelines.retention import DAY_S, prune, prune_prediction_log, prune_reports
 from level2_pipelines.settings import Settings
 
@@ -99,6 +99,34 @@ def test_prune_removes_old_answers_and_their_feedback_but_keeps_the_window(engin
     assert removed == (20, 2)
     assert ids(engine, predictions) == {f"a{i}" for i in range(20, 40)}
     assert ids(engine, feedback) == {"a26", "a35"}
+
+
+def test_prune_removes_a_challengers_answers_with_the_requests_they_answered(engine):
+    """The challenger's unseen answers (`shadow_answers`) follow the answers of the same
+    requests: the old go, those in the kept window stay."""
+    settings = Settings(retain_predictions_days=30, monitor_window=20)
+    fill(engine, [50.0] * 10 + [1.0] * 20)
+    with engine.begin() as connection:
+        connection.execute(
+            shadow_answers.insert(),
+            [
+                {
+                    "prediction_id": f"a{i}",
+                    "served_at": NOW - (50.0 if i < 10 else 1.0) * DAY_S,
+                    "model_version": "2",
+                    "predicted": "Adelie",
+                    "latency_ms": 1.0,
+                    "champion_latency_ms": 1.0,
+                }
+                for i in range(30)
+            ],
+        )
+
+    prune_prediction_log(engine, settings, NOW)
+
+    assert ids(engine, shadow_answers) == ids(engine, predictions) == {
+        f"a{i}" for i in range(10, 30)
+    }
 
 
 def test_prune_keeps_at_most_the_row_limit_newest_first(engine):
