@@ -14,10 +14,12 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 
 from level2_pipelines.ops.team_postgres import DATABASES, connect, postgres_problem
-from level2_pipelines.ops.team_settings import TeamSettings
+from level2_pipelines.ops.team_settings import TeamSettings, environment
+from shared.contract import FEATURES, NUMERIC_FEATURES
 from shared.servers import free_port
 from shared.simulate import simulate_batch
 
@@ -104,7 +106,7 @@ def test_up_starts_every_server_and_both_workers(team):
     for name in ("mlflow", "prefect", "worker-1", "worker-2", "watcher", "service"):
         assert f"{name}: up (pid" in output
     assert f"workers: 2 online in pool {settings.work_pool}" in output
-    assert "deployments: 6 published" in output
+    assert "deployments: 7 published" in output
     created = {row[0] for row in sql(settings, "mlflow", "SELECT datname FROM pg_database")}
     assert {settings.database(p) for p in DATABASES} <= created
     assert "PGPASSWORD" not in output and "password" not in output.lower()
@@ -200,6 +202,82 @@ def test_a_landed_batch_is_trained_on_by_a_worker(team, trained):
     assert rows == [("COMPLETED",)]
     versions = sql(settings, "mlflow", "SELECT count(*) FROM model_versions")
     assert versions == [(2,)]
+
+
+def test_a_canary_is_judged_on_live_evidence_and_the_service_follows(team, trained):
+    """The earlier version rolled out as a canary to half the callers, against the team's MLflow
+    server: the service answers some callers with it, the feedback comes back, and the judge
+    (a command, as a person or the rollout deployment runs it) promotes it on that evidence;
+    the service then serves it as champion."""
+    settings, *_ = team
+    level2 = environment(settings) | {
+        "LEVEL2_ROLLOUT_MIN_CONFIRMED": "20",
+        "LEVEL2_ROLLOUT_TOLERANCE": "0.2",  # both versions are good: the test is the path
+    }
+    champion_now = httpx.get(f"{settings.service_url}/ready", timeout=5).json()["model_version"]
+    canary = str(int(champion_now) - 1)
+
+    def rollout(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "level2_pipelines.rollout", *args],
+            env=level2,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    started = rollout("start", "canary", "--share", "0.5", "--version", canary)
+    birds = simulate_batch(160, seed=5).dropna(subset=list(NUMERIC_FEATURES))
+
+    def bird(row) -> dict:  # a request's fields; a missing sex is None
+        return {name: None if pd.isna(row[name]) else row[name] for name in FEATURES}
+
+    seen: dict[str, int] = {}
+    deadline = time.monotonic() + 60
+    while len(seen) < 2 and time.monotonic() < deadline:  # the service polls every second
+        for caller in range(10):
+            answer = httpx.post(
+                f"{settings.service_url}/predict",
+                json=bird(birds.iloc[0]),
+                headers={"X-Caller-Id": f"warm-{caller}"},
+                timeout=5,
+            ).json()
+            seen[answer["model_version"]] = 1
+        time.sleep(0.5)
+    assert set(seen) == {champion_now, canary}, seen
+    answered = {champion_now: 0, canary: 0}
+    token = (settings.level2_state_dir / "admin_token").read_text().strip()  # the service's own
+    admin = {"Authorization": f"Bearer {token}"}
+    for n, row in birds.iterrows():
+        answer = httpx.post(
+            f"{settings.service_url}/predict",
+            json=bird(row),
+            headers={"X-Caller-Id": f"caller-{n}"},
+            timeout=5,
+        ).json()
+        answered[answer["model_version"]] += 1
+        feedback = {"prediction_id": answer["prediction_id"], "species": row["species"]}
+        given = httpx.post(
+            f"{settings.service_url}/feedback", json=feedback, headers=admin, timeout=5
+        )
+        assert given.status_code == 200, given.text
+
+    judged = rollout("judge")
+
+    print(started, answered, judged)
+    assert f"promote v{canary} (canary)" in judged
+    alias = sql(
+        settings,
+        "mlflow",
+        "SELECT version FROM registered_model_aliases WHERE alias = 'champion'",
+    )
+    assert alias == [(int(canary),)]
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{settings.service_url}/ready", timeout=5).json()["model_version"] != canary:
+        assert time.monotonic() < deadline, "the service did not follow the promotion"
+        time.sleep(0.5)
 
 
 def test_prometheus_scrapes_the_service(team, trained):
