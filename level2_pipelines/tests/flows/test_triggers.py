@@ -21,7 +21,8 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 def test_publish_registers_the_deployments_with_schedules_and_triggers(settings):
     """`make level2-publish` registers nightly (cron), on-new-data and on-drift (triggers),
-    on-demand, the drift monitor on an interval and retention daily (cron)."""
+    on-demand, the drift monitor on an interval, retention daily (cron) and batch scoring
+    (on demand, and on a cron)."""
     names = publish(settings)
 
     async def read():
@@ -33,6 +34,8 @@ def test_publish_registers_the_deployments_with_schedules_and_triggers(settings)
     assert set(names) == {f"penguins-training/{n}" for n in training} | {
         "penguins-monitor/every-minute",
         "penguins-retention/daily",
+        "penguins-scoring/on-demand",
+        "penguins-scoring/scheduled",
     }
     assert found["penguins-training/nightly"].schedules[0].schedule.cron == settings.retrain_cron
     assert found["penguins-training/on-demand"].schedules == []
@@ -40,6 +43,9 @@ def test_publish_registers_the_deployments_with_schedules_and_triggers(settings)
     assert monitor.interval.total_seconds() == settings.monitor_every_s
     prune = found["penguins-retention/daily"].schedules[0].schedule
     assert prune.cron == settings.retention_cron
+    scoring = found["penguins-scoring/scheduled"].schedules[0].schedule
+    assert scoring.cron == settings.scoring_cron
+    assert found["penguins-scoring/on-demand"].schedules == []
 
 
 def test_settled_files_are_batches_unchanged_since_the_last_poll(tmp_path):
