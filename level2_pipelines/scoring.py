@@ -82,7 +82,10 @@ class Scored:
     species: dict[str, int] = field(default_factory=dict)
 
 
-stage = task(cache_policy=NO_CACHE)  # data frames and clients are not worth caching
+# Data frames and clients are not worth caching. The steps that can refuse the input (reading,
+# loading the champion, writing) are plain functions: a failed task logs a traceback, and a
+# refusal is told in one line.
+stage = task(cache_policy=NO_CACHE)
 
 
 def scoring_dir(settings: Settings) -> Path:
@@ -125,8 +128,8 @@ def scoring_pipeline(file: str | None = None, force: bool = False) -> Scored | l
                     model_name=settings.model_name, model_version=version,
                     model_run_id=model_run_id, scoring_run_id=run.run_id,
                     flow_run_id=str(flow_run.id), rows=len(frame), rows_scored=len(good),
-                    rows_rejected=len(rejected), predictions=str(outputs[0]),
-                    rejected=str(outputs[1]) if len(rejected) else None, scored_at=_now(),
+                    rows_rejected=len(rejected), predictions=str(outputs[0].resolve()),
+                    rejected=str(outputs[1].resolve()) if len(rejected) else None, scored_at=_now(),
                 ),
             )  # fmt: skip
             record(client, scored, outputs)
@@ -155,12 +158,11 @@ def experiment_name(settings: Settings) -> str:
 # --- The stages, in the flow's order --------------------------------------------------------
 
 
-@stage
 def read_input(path: Path) -> tuple[pd.DataFrame, str, list[str]]:
     """The file as it arrived, the SHA-256 of its bytes (what `sha256sum` prints), and the
     batch-level checks it fails."""
     if not path.is_file():
-        raise ScoringError(f"batch file {path}: no such file")
+        raise ScoringError(no_such_file(path))
     try:
         data = path.read_bytes()
         frame = read_batch_file(path)
@@ -192,6 +194,10 @@ def refuse(
     raise ScoringError(f"batch file {path} refused, nothing scored (the file is kept): {reason}")
 
 
+def no_such_file(path: Path) -> str:
+    return f"batch file {path}: no such file"
+
+
 def output_paths(path: Path, force: bool) -> tuple[Path, Path, Path]:
     """Predictions, rejected rows and sidecar beside the input; ScoringError if any is there
     already and `force` is not given: an output is never replaced silently."""
@@ -205,7 +211,6 @@ def output_paths(path: Path, force: bool) -> tuple[Path, Path, Path]:
     return outputs
 
 
-@stage
 def load_champion(client: MlflowClient, settings: Settings):
     """The champion as the service loads it (skops, SHA-256 and fingerprint checked), as a
     predictor, with its version and training run id."""
@@ -262,7 +267,6 @@ def score(predictor, good: pd.DataFrame) -> np.ndarray:
     return predictor.predict_proba(rows) if rows else np.empty((0, len(predictor.classes)))
 
 
-@stage
 def write_outputs(
     path: Path,
     outputs: tuple[Path, Path, Path],
@@ -378,6 +382,8 @@ def main() -> None:
 
     from level2_pipelines.ops.local_servers import local_prefect_server
 
+    if not Path(args.file).is_file():  # said at once, before Prefect starts (the flow checks too)
+        sys.exit(f"level 2 scoring: {no_such_file(Path(args.file))}")
     settings = Settings()
     server = local_prefect_server(settings)
     api = server or "temporary (started for this run)"
