@@ -11,19 +11,14 @@ once (its SHA-256 is on a scoring run in MLflow) is not scored again.
 
 check -> load champion -> score -> write -> record
 
-- check: the training contract minus the label. A file that cannot be read, lacks a feature
-  column or has no rows is refused whole, naming the file and the failed checks; it stays where
-  it is. A row that breaks a per-row check (a measurement missing or not a number, outside its
-  physical range, an island or sex outside the contract) goes to `<stem>.rejected.csv` with
-  its reason, and is not scored. Each row has exactly one outcome.
-- load champion: the service's loader (skops, SHA-256 and fingerprint checked; never pickle).
-- write: beside the input, `<stem>.predictions.csv` (the row's position in the input, its
-  columns, the predicted species, one probability per species, the model version) and
-  `<stem>.scoring.json` (model version, training and scoring MLflow runs, input checksum,
-  counts). Each file is written under a temporary name and renamed; an existing output is
-  never replaced unless `force`.
-- record: one MLflow run per file in the experiment `<experiment>-scoring`, with the outputs as
-  artifacts; the Prefect flow run is named for the file.
+A file that cannot be read, lacks a feature column or has no rows is refused whole, naming it
+and the failed checks, and stays as it is; a row breaking a per-row check of the contract goes
+to `<stem>.rejected.csv` with its reasons, never scored. The champion is loaded as the service
+loads it (skops, SHA-256 and fingerprint checked). Beside the input: `<stem>.predictions.csv`
+and `<stem>.scoring.json` (version, runs, input checksum, counts), each written under a
+temporary name then renamed, never over an earlier output unless `force`. One MLflow run per
+file in `<experiment>-scoring`; the Prefect flow run is named for the file. In depth:
+docs/level2-in-depth.md, "Batch scoring".
 """
 
 import argparse
@@ -163,11 +158,11 @@ def read_input(path: Path) -> tuple[pd.DataFrame, str, list[str]]:
     batch-level checks it fails."""
     if not path.is_file():
         raise ScoringError(no_such_file(path))
+    data = path.read_bytes()
     try:
-        data = path.read_bytes()
         frame = read_batch_file(path)
     except Exception as error:  # a parse error, a wrong suffix: the file's fault
-        raise ScoringError(f"batch file {path} cannot be read: {error}") from None
+        return pd.DataFrame(), hashlib.sha256(data).hexdigest(), [f"cannot be read: {error}"]
     failed = []
     missing = [column for column in FEATURES if column not in frame.columns]
     if missing:  # a renamed or missing column: the export changed shape

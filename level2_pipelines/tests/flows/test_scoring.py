@@ -137,6 +137,17 @@ def test_scoring_refuses_a_file_without_a_feature_column_and_keeps_it(scoring, t
     assert (run.data.tags["scoring_outcome"], run.info.status) == ("refused", "FAILED")
 
 
+def test_scoring_refuses_a_file_it_cannot_read(scoring, tmp_path):
+    """A file that is not a table is refused naming it and why; nothing written beside it."""
+    path = tmp_path / "garbage.parquet"
+    path.write_bytes(b"not parquet at all")
+
+    with pytest.raises(ScoringError, match=r"garbage\.parquet refused.*cannot be read"):
+        scoring_pipeline(str(path))
+
+    assert outputs_of(path) == []
+
+
 def test_scoring_without_a_champion_says_so(settings, tmp_path):
     """With no champion there is nothing to score with: a ScoringError saying so, no output."""
     path = tmp_path / "birds.csv"
