@@ -261,6 +261,11 @@ class Settings(BaseSettings):
     def prefect_api_url(self) -> str:
         return f"http://127.0.0.1:{self.prefect_port}/api"
 
+    # Batch scoring (`scoring.py`): `penguins-scoring/scheduled` scores the files of this folder
+    # (unset: state/level2/to-score/) on this cron, each content once.
+    scoring_dir: Path | None = None
+    scoring_cron: str = "*/15 * * * *"  # every 15 minutes
+
 
 def _is_loopback(host: str) -> bool:
     if host == "localhost":

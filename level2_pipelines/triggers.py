@@ -24,6 +24,9 @@ drift, and on demand. (The deploy *stage*, putting a promoted model in service, 
   (LEVEL2_RETENTION_CRON, 04:30; `retention.py`).
 - `penguins-rollout/every-five-minutes`: the rollout's judge, which promotes or withdraws a
   challenger on live evidence (LEVEL2_ROLLOUT_JUDGE_EVERY_S; `judge.py`).
+- `penguins-scoring/on-demand` (parameter `file`) and `penguins-scoring/scheduled`: batch
+  scoring with the champion; the schedule scores the new files of LEVEL2_SCORING_DIR
+  (LEVEL2_SCORING_CRON, every 15 minutes; `scoring.py`).
 
 Each deployment run executes in a fresh subprocess, as Prefect's runner does, and shows in the
 Prefect UI. Each deployment runs one flow run at a time (later ones wait, queued, in the UI); across
@@ -59,6 +62,7 @@ from level2_pipelines.monitor import DRIFT_DETECTED, drift_monitor
 from level2_pipelines.ops.local_servers import local_prefect_server, watcher_heartbeat
 from level2_pipelines.pipeline import training_pipeline
 from level2_pipelines.retention import retention
+from level2_pipelines.scoring import scoring_pipeline
 from level2_pipelines.settings import Settings
 from level2_pipelines.watcher import BATCH_LANDED, ROUTE, watch_incoming
 
@@ -67,7 +71,7 @@ CODE_ROOT = Path(__file__).resolve().parents[1]  # the folder the package is imp
 
 def deployments(settings: Settings) -> list[RunnerDeployment]:
     """The pipeline's deployments (scheduled, on new data, on drift, on demand), the
-    monitor's, retention's and the rollout judge's."""
+    monitor's, retention's, the rollout judge's and batch scoring's."""
     one_at_a_time = ConcurrencyLimitConfig(
         limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
     )
@@ -110,6 +114,11 @@ def deployments(settings: Settings) -> list[RunnerDeployment]:
             name="every-five-minutes",
             interval=settings.rollout_judge_every_s,
             concurrency_limit=1,
+        ),
+        # Batch scoring: a file named by its `file` parameter, or the scoring folder's new files.
+        scoring_pipeline.to_deployment(name="on-demand", concurrency_limit=one_at_a_time),
+        scoring_pipeline.to_deployment(
+            name="scheduled", cron=settings.scoring_cron, concurrency_limit=one_at_a_time
         ),
     ]
 

@@ -21,8 +21,8 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 def test_publish_registers_the_deployments_with_schedules_and_triggers(settings):
     """`make level2-publish` registers nightly (cron), on-new-data and on-drift (triggers),
-    on-demand, the drift monitor on an interval, retention daily (cron) and the rollout's
-    judge on an interval."""
+    on-demand, the drift monitor on an interval, retention daily (cron), the rollout's judge
+    on an interval and batch scoring (on demand, and on a cron)."""
     names = publish(settings)
 
     async def read():
@@ -35,6 +35,8 @@ def test_publish_registers_the_deployments_with_schedules_and_triggers(settings)
         "penguins-monitor/every-minute",
         "penguins-retention/daily",
         "penguins-rollout/every-five-minutes",
+        "penguins-scoring/on-demand",
+        "penguins-scoring/scheduled",
     }
     assert found["penguins-training/nightly"].schedules[0].schedule.cron == settings.retrain_cron
     assert found["penguins-training/on-demand"].schedules == []
@@ -44,6 +46,9 @@ def test_publish_registers_the_deployments_with_schedules_and_triggers(settings)
     assert prune.cron == settings.retention_cron
     judge = found["penguins-rollout/every-five-minutes"].schedules[0].schedule
     assert judge.interval.total_seconds() == settings.rollout_judge_every_s
+    scoring = found["penguins-scoring/scheduled"].schedules[0].schedule
+    assert scoring.cron == settings.scoring_cron
+    assert found["penguins-scoring/on-demand"].schedules == []
 
 
 def test_settled_files_are_batches_unchanged_since_the_last_poll(tmp_path):

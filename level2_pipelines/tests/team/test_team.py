@@ -106,7 +106,7 @@ def test_up_starts_every_server_and_both_workers(team):
     for name in ("mlflow", "prefect", "worker-1", "worker-2", "watcher", "service"):
         assert f"{name}: up (pid" in output
     assert f"workers: 2 online in pool {settings.work_pool}" in output
-    assert "deployments: 7 published" in output
+    assert "deployments: 9 published" in output
     created = {row[0] for row in sql(settings, "mlflow", "SELECT datname FROM pg_database")}
     assert {settings.database(p) for p in DATABASES} <= created
     assert "PGPASSWORD" not in output and "password" not in output.lower()

@@ -124,9 +124,9 @@ def test_prune_removes_a_challengers_answers_with_the_requests_they_answered(eng
 
     prune_prediction_log(engine, settings, NOW)
 
-    assert ids(engine, shadow_answers) == ids(engine, predictions) == {
-        f"a{i}" for i in range(10, 30)
-    }
+    assert (
+        ids(engine, shadow_answers) == ids(engine, predictions) == {f"a{i}" for i in range(10, 30)}
+    )
 
 
 def test_prune_keeps_at_most_the_row_limit_newest_first(engine):
