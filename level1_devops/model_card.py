@@ -26,7 +26,7 @@ from level1_devops.data import features_and_target
 from level1_devops.model import ModelCard
 from shared.contract import CATEGORIES, CLASSES, RANGES, TARGET
 
-CARD_MD, CARD_HTML = "model_card.md", "model_card.html"  # beside model.skops and card.json
+CARD_MD, CARD_HTML = "model_card.md", "model_card.html"
 SINCE_SERVED = "Since it was served"
 # Markdown's own punctuation in a string we did not write, escaped so it reads as itself (an
 # underscore inside a word, as in names and paths, is no markup in CommonMark: left as it is).

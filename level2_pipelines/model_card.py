@@ -29,9 +29,9 @@ from level2_pipelines.settings import Settings
 from level2_pipelines.train import Candidate
 from shared.contract import CATEGORIES, CLASSES, RANGES, TARGET
 
-CARD_MD, CARD_HTML = "model_card.md", "model_card.html"  # artifacts of the version's run
+CARD_MD, CARD_HTML = "model_card.md", "model_card.html"
 LITERAL_SLASH = "\\/"  # skops reads "/" in a section's key as a subsection; this as "/"
-SINCE_SERVED = "Since it was served"  # the section the service adds at request time
+SINCE_SERVED = "Since it was served"
 # Markdown's own punctuation in a string we did not write, escaped so it reads as itself (an
 # underscore inside a word, as in names and paths, is no markup in CommonMark: left as it is).
 _MARKUP = re.compile(r"([\\`*\[\]<>|!~&#])")

@@ -21,8 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from level2_pipelines import prediction_log
 from level2_pipelines.model_card import CARD_MD, since_served, to_html
 from level2_pipelines.monitor_runs import LatestVerdict
-from level2_pipelines.routes.deps import ModelDep, PredictionLogDep, SettingsDep, documented
-from level2_pipelines.schemas import ErrorPublic
+from level2_pipelines.routes.deps import WHY, ModelDep, PredictionLogDep, SettingsDep
 from level2_pipelines.settings import Settings
 from level2_pipelines.tracking import unreachable, unreachable_message
 
@@ -30,6 +29,16 @@ router = APIRouter()
 MARKDOWN = "text/markdown; charset=utf-8"
 # The page runs nothing and loads nothing: a string that slipped through as markup stays inert.
 HTML_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"}
+
+
+def json_errors(why: dict[int, str]) -> dict[int | str, dict]:
+    """Error answers in the ErrorPublic shape, named under application/json: FastAPI would
+    document a `model` under this route's own media type, which is not JSON."""
+    schema = {"$ref": "#/components/schemas/ErrorPublic"}
+    return {
+        status: {"description": text, "content": {"application/json": {"schema": schema}}}
+        for status, text in why.items()
+    }
 
 
 class NoCard(LookupError):
@@ -85,11 +94,9 @@ def book(request: Request, settings: Settings) -> CardBook:
 @router.get(
     "/model/card",
     response_class=PlainTextResponse,
-    responses=documented(422, 503)
-    | {
-        200: {"content": {"text/markdown": {}, "text/html": {}}},
-        404: {"model": ErrorPublic, "description": "The served version has no model card"},
-    },
+    responses={200: {"content": {"text/markdown": {}, "text/html": {}}}}
+    | json_errors({404: "The served version has no model card; the message says why"})
+    | json_errors({s: WHY[s] for s in (413, 422, 503)}),
 )
 async def model_card(
     served: ModelDep,
