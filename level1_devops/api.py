@@ -7,17 +7,18 @@ never a 5xx.
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from level1_devops.model import ModelCard, load_artifact
+from level1_devops.model_card import read_card, to_html
 from level1_devops.predict import PipelinePredictor, Predictor, serving_predictor
 from level1_devops.schemas import (
     BatchPredictionPublic,
@@ -39,6 +40,9 @@ from shared.contract import VALID_EXAMPLES
 class ServedModel:
     card: ModelCard
     predictor: Predictor | PipelinePredictor
+    # The model card a person reads (Markdown), or why there is none (`GET /model/card`).
+    readable_card: str | None = None
+    readable_card_problem: str = "model card: none was loaded with this model"
 
     def predict(self, penguins: list[PenguinFeatures]) -> list[SpeciesPrediction]:
         probabilities = self.predictor.predict_proba([p.model_dump() for p in penguins])
@@ -55,7 +59,11 @@ class ServedModel:
 def load_served_model(directory: Path) -> ServedModel:
     """Load and verify the model pair in `directory`, on its prediction path (`serving_path`)."""
     pipeline, card = load_artifact(directory)  # checks SHA-256 and fingerprint against the card
-    return ServedModel(card=card, predictor=serving_predictor(pipeline))
+    served = ServedModel(card=card, predictor=serving_predictor(pipeline))
+    try:
+        return replace(served, readable_card=read_card(directory, card))
+    except LookupError as error:  # the model serves; only its readable card is missing
+        return replace(served, readable_card_problem=str(error))
 
 
 class BodySizeLimit:
@@ -145,6 +153,7 @@ EXAMPLES = {
 }
 WHY = {
     400: "The body could not be read (not UTF-8 JSON text)",
+    404: "The served model has no model card (trained before cards); the message says why",
     413: "The body is larger than the service accepts",
     422: "Invalid input; the message names the field",
     503: "No model loaded",
@@ -154,6 +163,16 @@ WHY = {
 def documented(*statuses: int) -> dict[int | str, dict]:
     """OpenAPI `responses` for these error statuses, all in the ErrorPublic shape."""
     return {status: {"model": ErrorPublic, "description": WHY[status]} for status in statuses}
+
+
+def json_errors(*statuses: int) -> dict[int | str, dict]:
+    """The same, for a route whose own answer is not JSON (FastAPI would give a `model` its
+    media type): the ErrorPublic schema named under application/json."""
+    schema = {"$ref": "#/components/schemas/ErrorPublic"}
+    return {
+        status: {"description": WHY[status], "content": {"application/json": {"schema": schema}}}
+        for status in statuses
+    }
 
 
 def create_app(settings: Settings | None = None, model: ServedModel | None = None) -> FastAPI:
@@ -214,4 +233,48 @@ def create_app(settings: Settings | None = None, model: ServedModel | None = Non
         predictions take: `numpy` for the recipe, `pipeline` for any other estimator."""
         return ModelPublic(**served.card.model_dump(), serving_path=served.predictor.path)
 
+    @app.get(
+        "/model/card",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/markdown": {}, "text/html": {}}}}
+        | json_errors(404, 413, 422, 503),
+    )
+    async def readable_card(
+        served: ModelDep,
+        request: Request,
+        output: Annotated[Literal["markdown", "html"] | None, Query(alias="format")] = None,
+    ) -> Response:
+        """The served model's card for a person: training data, held-out metrics by species
+        and island, lineage, known limits. Markdown, or HTML for `Accept: text/html` (a
+        browser) or `?format=html`. Written at training: level 1 has no live facts."""
+        if served.readable_card is None:
+            raise HTTPException(status_code=404, detail=served.readable_card_problem)
+        if output == "html" or (output is None and wants_html(request.headers.get("accept", ""))):
+            return HTMLResponse(to_html(served.readable_card), headers=HTML_HEADERS)
+        return PlainTextResponse(served.readable_card, media_type=MARKDOWN, headers=VARY)
+
     return app
+
+
+MARKDOWN, VARY = "text/markdown; charset=utf-8", {"Vary": "Accept"}
+# The page runs nothing and loads nothing: a string that slipped through as markup stays inert.
+HTML_HEADERS = VARY | {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"}
+
+
+def wants_html(accept: str) -> bool:
+    """Whether the Accept header prefers text/html to Markdown (a browser's does; curl's
+    `*/*` does not, and gets Markdown)."""
+    weights: dict[str, float] = {}
+    for part in accept.lower().split(","):
+        media, *parameters = (p.strip() for p in part.split(";"))
+        weight = 1.0
+        for parameter in parameters:
+            key, _, value = parameter.partition("=")
+            if key.strip() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[media] = weight
+    fallback = weights.get("text/*", weights.get("*/*", 0.0))
+    return weights.get("text/html", fallback) > weights.get("text/markdown", fallback)

@@ -16,9 +16,11 @@ import sys
 from pathlib import Path
 
 from level1_devops.model import CARD_FILE, MODEL_FILE, ModelCard, ModelLoadError, load_artifact
+from level1_devops.model_card import CARD_HTML, CARD_MD
 from level1_devops.settings import Settings
 
 PREVIOUS_DIR = "previous"
+READABLE = (CARD_MD, CARD_HTML)
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -34,15 +36,26 @@ def hand_off(source: Path, destination: Path) -> ModelCard:
     _, card = load_artifact(source)  # refuse to hand over a pair that would not load
     # Read before writing anything: with --undo, `source` is the previous/ folder rewritten below.
     incoming = {name: (source / name).read_bytes() for name in (MODEL_FILE, CARD_FILE)}
+    # The model card a person reads goes with the pair when there is one (older models have
+    # none, and then neither does the serving folder: no card describing another model).
+    readable = {
+        name: (source / name).read_bytes() for name in READABLE if (source / name).is_file()
+    }
     served = {name: destination / name for name in incoming}
     # The same pair handed off twice must not push the real previous pair out.
     if all(p.is_file() for p in served.values()) and (
         served[MODEL_FILE].read_bytes() != incoming[MODEL_FILE]
     ):
-        for name, path in served.items():
-            write_atomically(destination / PREVIOUS_DIR / name, path.read_bytes())
-    for name, data in incoming.items():
-        write_atomically(served[name], data)
+        for name in (*served, *READABLE):
+            kept = destination / PREVIOUS_DIR / name
+            if (destination / name).is_file():
+                write_atomically(kept, (destination / name).read_bytes())
+            else:
+                kept.unlink(missing_ok=True)
+    for name in READABLE:
+        (destination / name).unlink(missing_ok=True)
+    for name, data in (incoming | readable).items():
+        write_atomically(destination / name, data)
     return card
 
 

@@ -4,8 +4,9 @@ model back to its code and data.
 
     python -m level1_devops.train [--output-dir DIR] [--seed 42] [--new-batch CSV]
 
-Writes `model.skops` and `card.json` to the artifacts folder. It does not touch the model the
-service reads: putting a new model into service is the separate hand-off step.
+Writes `model.skops` and `card.json` to the artifacts folder, and beside them the model card a
+person reads (`model_card.md`, `model_card.html`; `model_card.py`). It does not touch the model
+the service reads: putting a new model into service is the separate hand-off step.
 """
 
 import argparse
@@ -27,6 +28,7 @@ from level1_devops.model import (
     fingerprint,
     write_artifact,
 )
+from level1_devops.model_card import training_card, write_card
 from level1_devops.settings import Settings
 from shared.data import TEST_SIZE, data_checksum
 
@@ -107,7 +109,9 @@ def train(output_dir: Path, seed: int, new_batch: Path | None = None) -> ModelCa
         "new_batch": str(new_batch) if new_batch else None,
         "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
     }
-    return record_training(output_dir, pipeline, training, held_out, metrics, seed, lineage)
+    card = record_training(output_dir, pipeline, training, held_out, metrics, seed, lineage)
+    write_card(output_dir, training_card(card, pipeline, training, held_out))  # for a person
+    return card
 
 
 def main() -> None:
@@ -124,6 +128,7 @@ def main() -> None:
         f"{card.metrics['macro_f1']:.3f} on {card.parameters['held_out_rows']} held-out rows"
     )
     print(f"level 1 train: wrote {args.output_dir / 'model.skops'} and card.json")
+    print(f"level 1 train: model card {args.output_dir / 'model_card.md'} (and .html)")
     print("level 1 train: not yet served; hand it off with `make level1-handoff`")
 
 

@@ -31,7 +31,7 @@ from level2_pipelines import prediction_log
 from level2_pipelines.errors import BodySizeLimit, http_error_handler, validation_error_handler
 from level2_pipelines.follower import ChampionFollower, ServedModel
 from level2_pipelines.metrics import RequestMetrics, ServiceMetrics
-from level2_pipelines.routes import admin, feedback, health, predict
+from level2_pipelines.routes import admin, card, feedback, health, predict
 from level2_pipelines.routes.deps import documented
 from level2_pipelines.settings import Settings
 from level2_pipelines.tracking import point_at_store
@@ -105,7 +105,7 @@ def create_app(
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: it sees every answer
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
-    for router in (predict.router, feedback.router, health.router, admin.router):
+    for router in (predict.router, feedback.router, health.router, admin.router, card.router):
         app.include_router(router)
     return app
 

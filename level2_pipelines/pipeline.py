@@ -51,6 +51,7 @@ from level2_pipelines.deploy import follow_in_service, smoke_test
 from level2_pipelines.evaluate import Verdict, judge
 from level2_pipelines.evaluate import evaluate as held_out_metrics  # `evaluate` is the stage
 from level2_pipelines.model import ModelLoadError, load_version
+from level2_pipelines.model_card import log_card, version_card
 from level2_pipelines.monitor import DriftVerdict, drift_verdict
 from level2_pipelines.run_outage import end_abandoned_runs, mlflow_io, named_outage
 from level2_pipelines.settings import Settings
@@ -125,7 +126,7 @@ def training_pipeline(
                     return Failed(message=str(rejected), data=rejected)
                 candidate = train(batch, reference, reference_of_new, settings, run.run_id)
                 verdict = evaluate(candidate, settings)
-                version = register(candidate, verdict, batch, settings)
+                version = register(candidate, verdict, batch, reference, settings)
                 outcome = Outcome(
                     batch.batch_id,
                     run.run_id,
@@ -307,9 +308,15 @@ def evaluate(candidate: Candidate, settings: Settings) -> Verdict:
 
 
 @stage
-def register(candidate: Candidate, verdict: Verdict, batch: Batch, settings: Settings) -> str:
-    """A new registry version, tagged with its lineage, validation status and gate outcome;
-    not yet with the batch's checksum (`mark_trained_on`, once it is decided)."""
+def register(
+    candidate: Candidate,
+    verdict: Verdict,
+    batch: Batch,
+    reference: pd.DataFrame,
+    settings: Settings,
+) -> str:
+    """A new registry version, tagged with its lineage, validation status and gate outcome, its
+    model card logged with its run; not yet with the batch's checksum (`mark_trained_on`)."""
     lineage = {k: v for k, v in candidate.lineage.items() if k != BATCH_TAG}
     tags = lineage | {
         "validation": "passed",
@@ -318,9 +325,14 @@ def register(candidate: Candidate, verdict: Verdict, batch: Batch, settings: Set
         "judged_against": verdict.judged_against or "none",
     }
     with mlflow_io("register"):
-        return registry.register(
+        version = registry.register(
             MlflowClient(), settings.model_name, candidate.model_uri, candidate.run_id, tags
         )
+    with measure(WORK, "register"):
+        card = version_card(version, candidate, batch, reference, tags, settings)
+    with mlflow_io("register"):
+        log_card(MlflowClient(), candidate.run_id, card)
+    return version
 
 
 @stage

@@ -25,6 +25,8 @@ KEPT = {
     ("schemas", "schemas"): {"PenguinFeatures", "BatchRequest", "ErrorPublic", "FieldError"},
     ("api", "errors"): {"BodySizeLimit", "error_response", "validation_error_handler"},
     ("api", "routes/deps"): {"EXAMPLES", "ModelDep", "documented"},
+    ("model_card", "model_card"): {"text", "add_table", "facts", "to_html", "STYLE"},
+    ("api", "routes/card"): {"wants_html"},
 }
 # Definitions both levels have that level 2 grows, and what it adds.
 GROWN = {
@@ -40,6 +42,14 @@ GROWN = {
     ("api", "routes/deps"): {
         "WHY": "the admin, feedback and registry statuses",
         "get_model": "says why no champion is served",
+    },
+    ("model_card", "model_card"): {
+        "add_evaluation": "the candidate's metrics, as the gate judged them",
+        "known_limits": "points to the live facts the service adds",
+    },
+    ("api", "routes/card"): {
+        "HTML_HEADERS": "Vary is set per answer",
+        "json_errors": "its own descriptions, beside routes/deps.WHY",
     },
 }
 

@@ -184,6 +184,7 @@ def test_openapi_docs_carry_the_examples(client):
         ("get", "/health", {"413"}),
         ("get", "/ready", {"413", "503"}),
         ("get", "/model", {"413", "503"}),
+        ("get", "/model/card", {"404", "413", "422", "503"}),
     ],
 )
 def test_openapi_documents_every_error_status(client, method, path, statuses):

@@ -145,6 +145,7 @@ def test_undecodable_body_is_400_in_the_project_s_shape(client):
         ("/ready", "get", {"413", "503"}),
         ("/admin/reload", "post", {"401", "403", "409", "413", "503"}),
         ("/admin/rollback", "post", {"401", "403", "409", "413", "503"}),
+        ("/model/card", "get", {"404", "413", "422", "503"}),
     ],
 )
 def test_openapi_documents_every_error_status(client, path, method, statuses):

@@ -44,7 +44,7 @@ def a_champion(settings, candidate) -> str:
 
 def test_good_batch_is_promoted_with_lineage_data_docs_and_figure(settings):
     """The 2009 birds pass: a new version becomes champion, tagged with its lineage, and its run
-    holds the GX data docs and the confusion matrix as artifacts."""
+    holds the GX data docs, the confusion matrix and the model card as artifacts."""
     outcome = training_pipeline()
 
     version = MlflowClient().get_model_version(settings.model_name, outcome.version)
@@ -61,6 +61,7 @@ def test_good_batch_is_promoted_with_lineage_data_docs_and_figure(settings):
     names = {a.path for a in MlflowClient().list_artifacts(outcome.run_id)}
     assert "data_docs" in names
     assert "confusion_matrix.png" in names
+    assert {"model_card.md", "model_card.html"} <= names
 
 
 def test_corrupted_batch_is_quarantined_and_nothing_downstream_runs(settings, a_champion, tmp_path):
