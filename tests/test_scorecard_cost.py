@@ -47,8 +47,8 @@ def few_birds(monkeypatch):
 def children():
     started: list[subprocess.Popen] = []
 
-    def start(code: str, *argv: str) -> subprocess.Popen:
-        started.append(subprocess.Popen([sys.executable, "-c", code, *argv]))
+    def start(*args: str) -> subprocess.Popen:
+        started.append(subprocess.Popen([sys.executable, *args]))
         return started[-1]
 
     yield start
@@ -79,11 +79,17 @@ def test_count_code_skips_blank_and_comment_lines_and_keeps_tests_apart(tmp_path
     assert (counted.code_lines, counted.test_lines, counted.files) == (4, 3, 4)
 
 
-def test_level_processes_finds_a_levels_child_and_leaves_its_tests_out(children):
-    """A child named as level 1's is level 1's, at rest: one process, its resident memory;
-    a pytest run of level 1's tests is not what the level costs to run."""
-    service = children(IDLE, "level1_devops.serve")
-    children(IDLE, "pytest", "level1_devops/tests")
+def test_level_processes_finds_a_levels_child_and_leaves_its_tests_out(children, tmp_path):
+    """A child named as level 1's is level 1's, at rest: one process, its resident memory,
+    even with a folder named after pytest in its command; a pytest run of level 1's tests is
+    not what the level costs to run."""
+    service = children("-c", IDLE, "level1_devops.serve", str(tmp_path / "pytest-of-root"))
+    (tmp_path / "pytest").write_text(IDLE)
+    children(
+        "import runpy, sys; runpy.run_path(sys.argv[1])",
+        str(tmp_path / "pytest"),
+        "level1_devops/tests",
+    )
 
     found = [p.pid for p in level_processes("level 1")]
     rest = at_rest(("level 1", "level 0"), 0.2)
@@ -97,8 +103,8 @@ def test_cpu_meter_counts_a_child_that_ended_inside_the_block(children):
     """A level's command that spends 0.5 CPU-seconds and ends is counted (up to its last
     sample, 0.1 s apart); one of another level is not."""
     with CpuMeter("level 2").measuring() as usage:
-        children(BUSY, "level2_pipelines.pipeline_cli").wait()
-        children(BUSY, "level0_notebook.run").wait()
+        children("-c", BUSY, "level2_pipelines.pipeline_cli").wait()
+        children("-c", BUSY, "level0_notebook.run").wait()
 
     assert 0.3 <= usage.cpu_s <= 0.7
     assert usage.wall_s >= usage.cpu_s

@@ -30,13 +30,19 @@ def level_processes(level: str, parent: psutil.Process | None = None) -> list[ps
     found = []
     for child in (parent or psutil.Process()).children():
         try:
-            command = " ".join(child.cmdline())
-            if "pytest" in command or not any(mark in command for mark in MARKS[level]):
+            argv = child.cmdline()
+            if is_test_run(argv) or not any(mark in " ".join(argv) for mark in MARKS[level]):
                 continue
             found += [child, *child.children(recursive=True)]
         except psutil.Error:  # ended meanwhile
             continue
     return found
+
+
+def is_test_run(argv: list[str]) -> bool:
+    """`pytest ...` or `python -m pytest ...`; only the program is read, not a folder named
+    after pytest further on."""
+    return any(Path(arg).name in ("pytest", "py.test") for arg in argv[:3])
 
 
 def own_cpu_s(process: psutil.Process) -> float:
