@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.scorecard_fakes import FakeLab, cells_of, quiet
+from tests.scorecard_fakes import FakeLab, cells_of, fake_services, quiet, trained_lab
 from workshop.lab import Lab, held_out_rows
 from workshop.scorecard.cells import (
     AT_REST,
@@ -26,7 +26,7 @@ from workshop.scorecard.cells import (
 )
 from workshop.scorecard.machines import CpuMeter, at_rest, level_processes
 from workshop.scorecard.render import cost_chart_svg, html_report
-from workshop.scorecard.runner import run
+from workshop.scorecard.runner import new_data_and_rollback, run
 from workshop.scorecard.scenarios.new_data import retraining
 from workshop.scorecard.upkeep import count_code
 
@@ -157,6 +157,26 @@ def test_run_counts_a_restart_only_where_the_service_did_not_follow(tmp_path):
     assert follows.costs["level 0"]["commands: new batch served"] == 1
     rollback = cells_of(stays, PEOPLE_ROLLBACK)
     assert str(rollback["level 2"]) == "1 command (run here: make level2-rollback), 0 decisions"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kept", [False, True])
+def test_level0_rollback_steps_follow_what_is_on_disk(tmp_path, kept):
+    """A level 0 that kept its previous pickle is rolled back by copying it, no decision; one
+    that did not must retrain on data someone has to remember."""
+    lab = trained_lab(tmp_path)
+    lab.keep_previous_pickle = kept
+    card = quiet(lab)
+
+    with fake_services(lab, lab.champion) as urls:
+        new_data_and_rollback(card, urls)
+    steps = card.person("rollback", "level 0")
+
+    assert steps.declared[0] == (
+        "cp KEPT.pkl model.pkl" if kept else "python -m level0_notebook.run on the old data"
+    )
+    assert len(steps.decisions) == (0 if kept else 1)
+    assert steps.typed == []
 
 
 @pytest.mark.timeout(180)

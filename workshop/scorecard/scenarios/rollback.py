@@ -17,7 +17,11 @@ BY_HAND = {
     ("level 0", "kept"): ["cp KEPT.pkl model.pkl", "make level0-serve (restart)"],
     ("level 0", "gone"): ["python -m level0_notebook.run on the old data", "make level0-serve"],
     ("level 1", "kept"): ["make level1-undo", "make level1-serve (restart)"],
-    ("level 1", "gone"): ["python -m level1_devops.train on the old data", "make level1-handoff"],
+    ("level 1", "gone"): [
+        "python -m level1_devops.train on the old data",
+        "make level1-handoff",
+        "make level1-serve",
+    ],
 }
 JUDGED = {
     (level, "gone"): ["which data and code made the replaced model?"]
@@ -34,9 +38,9 @@ def observe(card: Scorecard, urls: dict[str, str], replaced: dict[str, Any]) -> 
         "level 2": level2(card, urls["level 2"]),
     }
     for level in ("level 0", "level 1"):
-        found = "kept" if cells[level].text.startswith("kept") else "gone"
-        if cells[level].text.startswith("not measured"):
+        if cells[level].text.startswith("not measured"):  # nothing was replaced
             continue
+        found = "kept" if cells[level].text.startswith("kept") else "gone"
         steps = card.person(ROLLBACK, level)
         steps.declared += BY_HAND.get((level, found), [])
         steps.decisions += JUDGED.get((level, found), [])
