@@ -37,7 +37,7 @@ def main() -> None:
     except ServiceFailed as error:
         sys.exit(f"scorecard: {failed_service(error)}")
     when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {time.perf_counter() - started:.0f} s"
-    text = write_reports(out, card.rows, card.latency, when)
+    text = write_reports(out, card.rows, card.latency, when, card.costs)
     print("\n" + text)
     print(f"written: {out / 'scorecard.md'}, scorecard.html and scorecard.json")
     if args.docs:

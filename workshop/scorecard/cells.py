@@ -24,6 +24,14 @@ ROLLBACK = "rollback"
 DRIFT = "drift in served traffic"
 LIVE_ACCURACY = "live accuracy known"
 TESTS = "tests that guard the level"
+# What each level costs (scenarios/cost.py).
+PEOPLE_NEW_DATA = "people: a new batch to a served model"
+PEOPLE_ROLLBACK = "people: a rollback"
+AT_REST = "machines at rest: processes, memory, CPU"
+RETRAINING = "machines per retraining: CPU, wall"
+DISK = "disk per retraining (state folder growth)"
+CODE = "code to keep: lines of code / of tests"
+DEPENDENCIES = "dependencies: packages in a copy's lock"
 
 
 def serving_row(seconds: float) -> str:
@@ -45,6 +53,13 @@ ROW_ORDER = (
     DRIFT,
     LIVE_ACCURACY,
     TESTS,
+    PEOPLE_NEW_DATA,
+    PEOPLE_ROLLBACK,
+    AT_REST,
+    RETRAINING,
+    DISK,
+    CODE,
+    DEPENDENCIES,
 )
 
 

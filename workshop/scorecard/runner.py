@@ -12,7 +12,9 @@ competes with the services for the two cores.
 
 Nothing is trained for one row only when another's training shows the same: the two first
 trainings give reproducibility, the record of training and the models every service serves;
-the corrupted batch, the worse model and the new data each need a training of their own.
+the corrupted batch, the worse model and the new data each need a training of their own. What
+each level costs is read from the same run: its processes at rest once the services are up,
+its retraining on new data, the commands the new-data and rollback scenarios counted.
 """
 
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from workshop.scorecard.cells import CORRUPTED, LEVELS, WORSE, Row
 from workshop.scorecard.scenarios import (
     bad_requests,
     corrupted,
+    cost,
     drift,
     endpoints,
     knowledge,
@@ -57,6 +60,7 @@ def run(card: Scorecard, quick: bool = False) -> None:
             training.train_everything(card, before_level2=prefect)
             with card.lab.services() as urls:
                 card.say("services up: " + ", ".join(f"{lv} {u}" for lv, u in urls.items()))
+                cost.measure_at_rest(card)  # before any probe asks them anything
                 probe_services(card, urls)
                 card.add(reproducible.observe(card))
                 card.add(records.observe(card))
@@ -68,6 +72,8 @@ def run(card: Scorecard, quick: bool = False) -> None:
                     card.say("waiting for the levels' own tests to finish")
                 card.add(suites[0].row())
                 card.add(serving.observe(card))
+                for row in cost.observe(card):
+                    card.add(row)
         except BaseException:
             card.lab.stop()  # the tests in the background: a failed run does not wait
             raise

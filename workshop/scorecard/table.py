@@ -7,13 +7,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from workshop.lab import Lab, held_out_rows
 from workshop.scorecard.cells import LEVELS, Cell, Row, row_rank
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from workshop.scorecard.machines import Usage
+
+T = TypeVar("T")
 
 LOAD_SECONDS = 3.0
 DRIFT_WINDOW = 200  # the drift monitor's window: the traffic it needs for a verdict
@@ -41,6 +45,24 @@ class Trainings:
     level2_runs: int = 0
 
 
+@dataclass
+class PersonSteps:
+    """What a person does at one level for one task (a new batch served, a rollback)."""
+
+    typed: list[str] = field(default_factory=list)  # commands this run ran, as a person would
+    declared: list[str] = field(default_factory=list)  # not run here; the scenario says why
+    decisions: list[str] = field(default_factory=list)  # what a person must judge
+
+
+@dataclass
+class Retraining:
+    """One level's retraining on new data (scenarios/new_data.py): its machine use and what
+    its state folder grew by."""
+
+    usage: "Usage"
+    grew_bytes: int
+
+
 class Scorecard:
     """The cells of one run by row and level, and what every scenario reads from."""
 
@@ -52,12 +74,26 @@ class Scorecard:
         self.load_seconds = LOAD_SECONDS
         self.drift_window = DRIFT_WINDOW
         self.trained = Trainings()
+        self.people: dict[str, dict[str, PersonSteps]] = {}  # task -> level -> steps
+        self.at_rest: dict[str, Usage] = {}
+        self.retraining: dict[str, Retraining] = {}
+        self.costs: dict[str, dict[str, float]] = {}  # level -> figure -> value (the chart's)
         self._lock = threading.Lock()
 
     @cached_property
     def held_out(self) -> "pd.DataFrame":
         """The held-out birds every service is asked about, loaded once per run."""
         return held_out_rows()
+
+    def person(self, task: str, level: str) -> PersonSteps:
+        with self._lock:
+            return self.people.setdefault(task, {}).setdefault(level, PersonSteps())
+
+    def typed(self, task: str, level: str, command: str, step: Callable[[], T]) -> T:
+        """Run one of a level's commands and count it as typed by a person, once it ran."""
+        result = step()
+        self.person(task, level).typed.append(command)
+        return result
 
     def put(self, capability: str, level: str, cell: Cell) -> None:
         """One level's cell; the row is told once all three levels have theirs."""

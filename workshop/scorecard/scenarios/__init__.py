@@ -15,6 +15,7 @@ level is observed through the lab, and how the observation reads as that row's c
     rollback.py      the latest model must be withdrawn
     drift.py         the world moves: drift in served traffic, and live accuracy
     level_tests.py   the tests that guard each level
+    cost.py          what each level costs: people, machines, code to keep
 
 A scenario returns its row (or rows); the runner (runner.py) decides what runs when and puts
 the rows in the table.

@@ -4,7 +4,8 @@ champion served; levels 0 and 1 are looked at once each has had as long since it
 
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from workshop.lab import Lab
 from workshop.scorecard.cells import NEW_DATA, Cell, Row, not_measured, shown
+from workshop.scorecard.machines import CpuMeter, folder_bytes
 from workshop.scorecard.probes import (
     SAME_P,
     no_new_champion,
@@ -23,10 +25,19 @@ from workshop.scorecard.probes import (
     served_version,
     wait_until_served,
 )
-from workshop.scorecard.table import Scorecard, side_by_side
+from workshop.scorecard.table import Retraining, Scorecard, side_by_side
 
 if TYPE_CHECKING:
     import pandas as pd
+
+# What a person must judge to put a new batch's model in service, beyond typing the commands:
+# declared here, beside the commands this scenario runs. Level 2's gate judges for them.
+DECISIONS = {
+    "level 0": ("is the new model better? (the notebook's metrics, read by eye)",),
+    "level 1": ("is the new card's model better than the one served?",),
+    "level 2": (),
+}
+RESTART = {"level 0": "make level0-serve", "level 1": "make level1-serve"}
 
 
 def new_birds(lab: Lab) -> Path:
@@ -51,13 +62,25 @@ def observe(
 
     def level0() -> None:
         also.get("level 0", lambda: None)()
-        lab.train_level0(new_batch=birds)  # into the folder its server reads from
+        with retraining(card, "level 0"):
+            card.typed(  # into the folder its server reads from
+                NEW_DATA,
+                "level 0",
+                "python -m level0_notebook.run --new-batch FILE",
+                lambda: lab.train_level0(new_batch=birds),
+            )
         handed_off["level 0"] = time.perf_counter()
 
     def level1() -> dict:
         also.get("level 1", lambda: None)()
-        model_card = lab.train_level1(new_batch=birds)
-        lab.hand_off_level1()
+        with retraining(card, "level 1"):
+            model_card = card.typed(
+                NEW_DATA,
+                "level 1",
+                "python -m level1_devops.train --new-batch FILE",
+                lambda: lab.train_level1(new_batch=birds),
+            )
+            card.typed(NEW_DATA, "level 1", "make level1-handoff", lab.hand_off_level1)
         handed_off["level 1"] = time.perf_counter()
         return model_card
 
@@ -66,7 +89,8 @@ def observe(
         replaced["level 2"] = served_version(urls["level 2"])  # after `also`'s runs
         card.say("new data arrives: each level retrains as its README says")
         started = time.perf_counter()
-        cell = level2_follows(card, urls["level 2"], birds, replaced["level 2"])
+        with retraining(card, "level 2"):
+            cell = level2_follows(card, urls["level 2"], birds, replaced["level 2"])
         return cell, time.perf_counter() - started
 
     done = side_by_side({"level 0": level0, "level 1": level1, "level 2": level2})
@@ -92,14 +116,32 @@ def observe(
         ),
         "level 2": level2_cell,
     }
+    for level, cell in cells.items():
+        steps = card.person(NEW_DATA, level)
+        steps.decisions += DECISIONS[level]
+        if cell.ok is False and level in RESTART:  # this run saw the service not follow
+            steps.declared.append(f"{RESTART[level]} (restart: the service does not follow)")
     return (NEW_DATA, cells), replaced
+
+
+@contextmanager
+def retraining(card: Scorecard, level: str) -> Iterator[None]:
+    """The level's CPU, wall time and state folder's growth while it retrains."""
+    folder = card.lab.root / level.replace(" ", "")
+    before = folder_bytes(folder)
+    with CpuMeter(level).measuring() as usage:
+        yield
+    card.retraining[level] = Retraining(usage, folder_bytes(folder) - before)
 
 
 def level2_follows(card: Scorecard, url: str, batch: Path, before: str | None) -> Cell:
     """✓ only if the service comes to serve a version this batch's run registered and
     promoted, other than the one it served before, within `serve_wait_s`."""
     start = time.perf_counter()
-    run = run_level2(card.lab, "--batch", str(batch))
+    command = "make level2 BATCH=FILE"
+    run = card.typed(
+        NEW_DATA, "level 2", command, lambda: run_level2(card.lab, "--batch", str(batch))
+    )
     refused = no_new_champion(run)
     if refused is not None:
         return refused

@@ -11,15 +11,40 @@ from workshop.scorecard.cells import ROLLBACK, Cell, Row, last_words, not_measur
 from workshop.scorecard.probes import not_served, wait_until_served
 from workshop.scorecard.table import Scorecard
 
+# What a person does where this scenario only looks on disk (levels 0 and 1): declared here,
+# chosen by what it found. Level 2's command is run and counted (level2 below).
+BY_HAND = {
+    ("level 0", "kept"): ["cp KEPT.pkl model.pkl", "make level0-serve (restart)"],
+    ("level 0", "gone"): ["python -m level0_notebook.run on the old data", "make level0-serve"],
+    ("level 1", "kept"): ["make level1-undo", "make level1-serve (restart)"],
+    ("level 1", "gone"): [
+        "python -m level1_devops.train on the old data",
+        "make level1-handoff",
+        "make level1-serve",
+    ],
+}
+JUDGED = {
+    (level, "gone"): ["which data and code made the replaced model?"]
+    for level in ("level 0", "level 1")
+}
+
 
 def observe(card: Scorecard, urls: dict[str, str], replaced: dict[str, Any]) -> Row:
     """`replaced`: what each level served before the new data (new_data.observe's)."""
     card.say("the latest model must be withdrawn")
-    return ROLLBACK, {
+    cells = {
         "level 0": rollback_level0(card.lab.root / "level0", replaced["level 0"]),
         "level 1": rollback_level1(card.lab.root / "level1", replaced["level 1"]),
         "level 2": level2(card, urls["level 2"]),
     }
+    for level in ("level 0", "level 1"):
+        if cells[level].text.startswith("not measured"):  # nothing was replaced
+            continue
+        found = "kept" if cells[level].text.startswith("kept") else "gone"
+        steps = card.person(ROLLBACK, level)
+        steps.declared += BY_HAND.get((level, found), [])
+        steps.decisions += JUDGED.get((level, found), [])
+    return ROLLBACK, cells
 
 
 def rollback_level0(folder: Path, replaced: bytes) -> Cell:
@@ -48,7 +73,12 @@ def rollback_level1(folder: Path, replaced: str | None) -> Cell:
 def level2(card: Scorecard, url: str) -> Cell:
     """`make level2-rollback`, then the version it names served within `serve_wait_s`."""
     start = time.perf_counter()
-    result = card.lab.run("level2_pipelines.registry", "rollback", check=False)
+    result = card.typed(
+        ROLLBACK,
+        "level 2",
+        "make level2-rollback",
+        lambda: card.lab.run("level2_pipelines.registry", "rollback", check=False),
+    )
     moved = re.search(r"from v(\d+) back to v(\d+)", result.stdout)
     if moved is None:
         return Cell(False, f"failed: {last_words(result.stderr or result.stdout)}")
