@@ -10,10 +10,12 @@ from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from level2_pipelines import rollout
 from level2_pipelines.api import create_app
 from level2_pipelines.registry import CHAMPION
 from level2_pipelines.tests.helpers import add_unsafe_version, add_version
 from level2_pipelines.tests.unit.test_model import Trap
+from shared.contract import EXAMPLE_PAYLOAD
 
 POLL_S = 0.05
 
@@ -105,3 +107,33 @@ def test_store_error_is_named_not_taken_for_no_champion(settings, follow, monkey
     assert reload.json()["detail"].startswith("registry: cannot read")
     assert ready.status_code == 503
     assert "database is locked" in ready.json()["detail"]
+
+
+def test_a_challenger_that_cannot_be_loaded_leaves_the_champion_answering_alone(
+    settings, follow, candidate, tmp_path, caplog
+):
+    """A pickled challenger rolled out as a canary to every caller never runs: it is said once
+    in the log, every answer is the champion's, and /ready stays 200."""
+    marker = tmp_path / "ran.txt"
+    good = add_version(settings, candidate)
+    make_champion(settings, good)
+    trap = add_unsafe_version(settings, Trap(marker), "cloudpickle")
+    rollout.start(MlflowClient(), settings.model_name, trap, "canary", 1.0, good)
+
+    with caplog.at_level(logging.ERROR), follow() as http:
+        time.sleep(20 * POLL_S)  # many polls
+        answers = {http.post("/predict", json=EXAMPLE_PAYLOAD).json()["model_version"]}
+        answers |= {
+            http.post("/predict", json=EXAMPLE_PAYLOAD, headers={"X-Caller-Id": str(n)}).json()[
+                "model_version"
+            ]
+            for n in range(10)
+        }
+        ready = http.get("/ready")
+
+    reports = [r for r in caplog.records if f"challenger v{trap}" in r.getMessage()]
+    assert not marker.exists()
+    assert answers == {good}
+    assert ready.status_code == 200
+    assert len(reports) == 1
+    assert "saved with cloudpickle" in reports[0].getMessage()
