@@ -29,6 +29,7 @@ that follows it (`data.watched_reference`, which reads those rows from the track
 """
 
 import json
+import math
 import os
 import time
 from contextlib import nullcontext
@@ -43,7 +44,7 @@ from prefect import flow, get_run_logger
 from prefect.events import emit_event
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from level2_pipelines import drift, drift_report, prediction_log, registry
+from level2_pipelines import drift, drift_report, judge, prediction_log, registry
 from level2_pipelines.data import watched_reference
 from level2_pipelines.model import load_version
 from level2_pipelines.monitor_runs import DETAIL, DRIFTED, NONE_DRIFTED, SINCE, VERDICT
@@ -66,6 +67,7 @@ class MonitorOutcome:
     labelled_rows: int = 0
     mlflow_run_id: str | None = None
     report: Path | None = None
+    rollout: dict[str, float | str | None] | None = None  # a challenger on trial: its evidence
 
 
 @flow(name="penguins-monitor")
@@ -119,6 +121,7 @@ def drift_monitor() -> MonitorOutcome:
         live_accuracy=accuracy,
         labelled_rows=len(labelled),
     )
+    outcome.rollout = on_trial(client, settings)
     if report.drifted or low_accuracy:
         reasons = [f"drift in {', '.join(report.drifted)}"] if report.drifted else []
         if low_accuracy:  # only then is there an accuracy to show
@@ -169,6 +172,10 @@ def record(
     metrics |= {"window_rows": report.window_rows, "drifted_checks": len(report.drifted)}
     if outcome.live_accuracy is not None:
         metrics["live_accuracy"] = outcome.live_accuracy
+    if outcome.rollout is not None:
+        verdict["rollout"] = outcome.rollout
+        numbers = {k: v for k, v in outcome.rollout.items() if isinstance(v, float | int)}
+        metrics |= {f"rollout_{k}": v for k, v in numbers.items()}
     log_to_run(
         client,
         run.info.run_id,
@@ -189,6 +196,32 @@ def record(
     partial.write_text(json.dumps(verdict) + "\n")
     os.replace(partial, latest)
     return html, run.info.run_id
+
+
+def on_trial(client: MlflowClient, settings: Settings) -> dict[str, float | str | None] | None:
+    """The challenger rolled out beside the champion, if any, and the judge's evidence so far
+    (`judge.py`): both models' live accuracy on confirmed birds, disagreement, failures and
+    latency, shown in the monitor's report and run beside the drift checks."""
+    try:
+        found = judge.gather(client, settings)
+    except registry.RegistryError:
+        return None
+    if found is None:
+        return None
+    switch, champion, e = found
+    evidence = {
+        "challenger": switch.version,
+        "mode": switch.mode,
+        "champion": champion,
+        "confirmed": e.confirmed,
+        "challenger_accuracy": e.challenger_accuracy,
+        "champion_accuracy": e.champion_accuracy,
+        "disagreement_rate": e.disagreed / e.attempts if e.attempts else math.nan,
+        "error_rate": e.error_rate,
+        "latency_ratio": e.latency_ratio,
+        "verdict_so_far": judge.decide(e, settings).action,
+    }
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in evidence.items()}
 
 
 class NotADriftVerdict(ValueError):

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from mlflow import MlflowClient
 
-from level2_pipelines import prediction_log, registry
+from level2_pipelines import prediction_log, registry, rollout
 from level2_pipelines.data import REFERENCE_TAG, reference_and_new_rows
 from level2_pipelines.model import load_version
 from level2_pipelines.monitor import drift_monitor
@@ -109,3 +109,26 @@ def test_clean_traffic_and_a_short_window_raise_no_alarm(watched):
     found = drift_monitor()
 
     assert found.status == "clean", found.detail
+
+
+def test_a_challenger_on_trial_is_in_the_monitors_report_and_run(watched, candidate):
+    """With a canary rolled out, the monitor's verdict carries the trial's evidence so far:
+    both models' live accuracy on confirmed birds, its failures, what the judge would say."""
+    settings = watched
+    client = MlflowClient()
+    challenger = add_version(settings, candidate)
+    rollout.start(client, settings.model_name, challenger, "canary", 0.5, champion(settings))
+    serve(settings, simulate_batch(200, seed=15), labelled=50)
+
+    found = drift_monitor()
+
+    latest = json.loads((settings.monitor_dir / "latest.json").read_text())
+    run = client.get_run(found.mlflow_run_id)
+    assert found.rollout == latest["rollout"]
+    assert latest["rollout"]["challenger"] == challenger
+    assert latest["rollout"]["mode"] == "canary"
+    assert latest["rollout"]["confirmed"] == 0  # every answer here was the champion's
+    assert latest["rollout"]["champion_accuracy"] > 0.9
+    assert latest["rollout"]["challenger_accuracy"] is None
+    assert latest["rollout"]["verdict_so_far"] == "wait"
+    assert run.data.metrics["rollout_champion_accuracy"] == latest["rollout"]["champion_accuracy"]
