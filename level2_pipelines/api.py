@@ -131,7 +131,10 @@ async def keep_books(log: prediction_log.PredictionLog, settings: Settings, metr
                 )
                 metrics.show_live_accuracy(rows)
                 rows = await asyncio.to_thread(
-                    prediction_log.shadow_accuracy, log.engine, since=since
+                    prediction_log.live_accuracy,
+                    log.engine,
+                    since=since,
+                    table=prediction_log.shadow_answers,
                 )
                 metrics.show_shadow_accuracy(rows)
             await asyncio.to_thread(metrics.show_drift, settings)  # bounded, off the loop

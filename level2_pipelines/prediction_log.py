@@ -336,34 +336,23 @@ class LiveAccuracy:
         return self.correct / self.labelled if self.labelled else math.nan
 
 
-def live_accuracy(engine: sa.Engine, *, since: float | None = None) -> list[LiveAccuracy]:
+def live_accuracy(
+    engine: sa.Engine, *, since: float | None = None, table: sa.Table = predictions
+) -> list[LiveAccuracy]:
     """Per model version, over answers served after `since`: how many got their true species
-    back, and how many of those the model had right."""
-    right = sa.case((predictions.c.predicted == feedback.c.species, 1), else_=0)
+    back, and how many of those the model had right. `table`: the answers given, or a
+    challenger's unseen answers in shadow (`shadow_answers`), which the feedback on the answer
+    given to the same request judges."""
+    right = sa.case((table.c.predicted == feedback.c.species, 1), else_=0)
     query = (
-        sa.select(predictions.c.model_version, sa.func.count(), sa.func.sum(right))
-        .join(feedback, feedback.c.prediction_id == predictions.c.prediction_id)
-        .group_by(predictions.c.model_version)
+        sa.select(table.c.model_version, sa.func.count(), sa.func.sum(right))
+        .join(feedback, feedback.c.prediction_id == table.c.prediction_id)
+        .where(table.c.predicted.is_not(None))  # a challenger's failed attempt judges nothing
+        .group_by(table.c.model_version)
     )
     if since is not None:
-        query = query.where(predictions.c.served_at > since)
+        query = query.where(table.c.served_at > since)
     with engine.connect() as connection:
         rows: Sequence = connection.execute(query).all()
     return [LiveAccuracy(str(v), int(n), int(ok or 0)) for v, n, ok in sorted(rows)]
 
-
-def shadow_accuracy(engine: sa.Engine, *, since: float | None = None) -> list[LiveAccuracy]:
-    """As `live_accuracy`, for the challenger's shadow answers: the feedback on an answer the
-    champion gave judges the challenger's unseen answer to the same request."""
-    right = sa.case((shadow_answers.c.predicted == feedback.c.species, 1), else_=0)
-    query = (
-        sa.select(shadow_answers.c.model_version, sa.func.count(), sa.func.sum(right))
-        .join(feedback, feedback.c.prediction_id == shadow_answers.c.prediction_id)
-        .where(shadow_answers.c.predicted.is_not(None))
-        .group_by(shadow_answers.c.model_version)
-    )
-    if since is not None:
-        query = query.where(shadow_answers.c.served_at > since)
-    with engine.connect() as connection:
-        rows: Sequence = connection.execute(query).all()
-    return [LiveAccuracy(str(v), int(n), int(ok or 0)) for v, n, ok in sorted(rows)]

@@ -229,3 +229,28 @@ def test_the_canary_hash_is_uniform_enough():
     for version, share in [("2", 0.1), ("3", 0.5), ("11", 0.9)]:
         drawn = np.mean([rollout.answers_caller(version, share, key) for key in keys])
         assert abs(drawn - share) < 0.03
+
+
+def test_in_shadow_the_feedback_on_an_answer_judges_both_models_on_metrics(
+    tmp_path, champion, other
+):
+    """The true species given for the champion's answer is held against the challenger's
+    unseen answer to the same request: both live accuracies on /metrics."""
+    settings = make_settings(tmp_path)
+    with TestClient(create_app(settings, champion, record=True)) as client:
+        client.app.state.challenger = Challenger(other, "shadow", 1.0)
+        answers = [client.post("/predict", json=p).json() for p in VALID_EXAMPLES.values()]
+        shadows = wait_for(lambda: len(rows := shadow_rows(settings)) == len(answers) and rows)
+        for answer in answers:  # the champion was right on every one (say the biologists)
+            confirmed = {"prediction_id": answer["prediction_id"], "species": answer["species"]}
+            assert client.post("/feedback", json=confirmed, headers=TOKEN).status_code == 200
+        labelled = ("penguins_shadow_feedback_labelled", (("model_version", "8"),))
+        shown = wait_for(lambda: (s := samples(client, "penguins_")).get(labelled) and s)
+
+    said = {a["prediction_id"]: a["species"] for a in answers}
+    agreed = sum(r["predicted"] == said[r["prediction_id"]] for r in shadows)
+    assert shown[labelled] == len(answers)
+    assert shown[("penguins_shadow_live_accuracy", (("model_version", "8"),))] == pytest.approx(
+        agreed / len(answers)
+    )
+    assert shown[("penguins_live_accuracy", (("model_version", "7"),))] == 1.0
