@@ -94,26 +94,26 @@ def land(settings: TeamSettings, name: str, seed: int) -> Path:
     return incoming / name
 
 
-def test_a_run_killed_mid_run_is_crashed_retried_and_trained_once(team):
-    """SIGKILL on a flow run's process after validation kept its batch: the worker marks it
-    Crashed, the watcher sends the batch again, and one registry version holds its checksum."""
-    path = land(team, "killed.csv", seed=21)
+def training_past_validation(team: TeamSettings, name: str, seed: int) -> tuple[str, int]:
+    """Land batch `name` and wait until its run trains (validation kept the batch: it left
+    incoming/); returns the batch's checksum and the run's process id."""
+    path = land(team, name, seed=seed)
     checksum = data_checksum(read_batch_file(path))
     first = wait_for(
-        lambda: (found := runs_on(team, "killed.csv")) and found[0][1] and found[0],
+        lambda: (found := runs_on(team, name)) and found[0][1] and found[0],
         RUN_S,
         "the first run started in a process",
     )
-    # Past validation: the batch left incoming/ for the batches folder, training comes next.
     wait_for(lambda: not path.exists(), RUN_S, "the batch kept by validation")
-    state_now = runs_on(team, "killed.csv")[0][0]
+    state_now = runs_on(team, name)[0][0]
     assert state_now == "RUNNING", f"the run ended before it could be killed ({state_now})"
+    return checksum, int(first[1])
 
-    os.kill(int(first[1]), signal.SIGKILL)
 
-    wait_for(lambda: runs_on(team, "killed.csv")[0][0] == "CRASHED", 60, "the run Crashed")
+def assert_trained_once_on_a_retry(team: TeamSettings, name: str, checksum: str) -> None:
+    """A second run on the batch completes, and one registry version holds its checksum."""
     retried = wait_for(
-        lambda: [s for s, _ in runs_on(team, "killed.csv")[1:] if s in {"COMPLETED", "FAILED"}],
+        lambda: [s for s, _ in runs_on(team, name)[1:] if s in {"COMPLETED", "FAILED"}],
         RUN_S,
         "a second run on the batch, ended",
     )
@@ -127,23 +127,26 @@ def test_a_run_killed_mid_run_is_crashed_retried_and_trained_once(team):
     assert trained == [(1,)]
 
 
+def test_a_run_killed_mid_run_is_crashed_retried_and_trained_once(team):
+    """SIGKILL on a flow run's process after validation kept its batch: the worker marks it
+    Crashed, the watcher sends the batch again, and one registry version holds its checksum."""
+    checksum, run_pid = training_past_validation(team, "killed.csv", seed=21)
+
+    os.kill(run_pid, signal.SIGKILL)
+
+    wait_for(lambda: runs_on(team, "killed.csv")[0][0] == "CRASHED", 60, "the run Crashed")
+    assert_trained_once_on_a_retry(team, "killed.csv", checksum)
+
+
 def test_a_worker_killed_with_its_run_is_crashed_by_missed_heartbeats_and_retried(team):
     """SIGKILL on the worker and its flow run together (a container or a machine lost): no
     process is left to report, so the run goes Crashed when its heartbeats stop (the automation
     `triggers --publish` makes); once a worker is back (`up` again), the batch is sent again
     and trained on exactly once."""
-    path = land(team, "lost-worker.csv", seed=23)
-    checksum = data_checksum(read_batch_file(path))
-    first = wait_for(
-        lambda: (found := runs_on(team, "lost-worker.csv")) and found[0][1] and found[0],
-        RUN_S,
-        "the first run started in a process",
-    )
-    wait_for(lambda: not path.exists(), RUN_S, "the batch kept by validation")
-    assert runs_on(team, "lost-worker.csv")[0][0] == "RUNNING", "it ended before the kill"
+    checksum, run_pid = training_past_validation(team, "lost-worker.csv", seed=23)
     worker = team.processes.running("worker-1")
 
-    for pid in (worker, int(first[1])):
+    for pid in (worker, run_pid):
         os.kill(pid, signal.SIGKILL)
 
     # Three beats of 30 s missed, then the triggers service's next evaluation.
@@ -153,27 +156,13 @@ def test_a_worker_killed_with_its_run_is_crashed_by_missed_heartbeats_and_retrie
         "prefect",
         "SELECT s.message FROM flow_run f JOIN flow_run_state s ON s.id = f.state_id "
         "WHERE f.infrastructure_pid = %s",
-        first[1],
+        str(run_pid),
     )
     assert said[0].startswith("no heartbeat for 90 s"), said  # the automation, no process
     command = [sys.executable, "-m", "level2_pipelines.ops.team", "up"]
     up = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert up.returncode == 0, up.stdout + up.stderr
-    retried = wait_for(
-        lambda: [
-            s for s, _ in runs_on(team, "lost-worker.csv")[1:] if s in {"COMPLETED", "FAILED"}
-        ],
-        RUN_S,
-        "a second run on the batch, ended",
-    )
-    assert retried == ["COMPLETED"]
-    trained = sql(
-        team,
-        "mlflow",
-        "SELECT count(*) FROM model_version_tags WHERE key = 'batch_checksum' AND value = %s",
-        checksum,
-    )
-    assert trained == [(1,)]
+    assert_trained_once_on_a_retry(team, "lost-worker.csv", checksum)
 
 
 def test_a_killed_watcher_is_restarted_and_takes_the_next_batch(team):
