@@ -355,4 +355,3 @@ def live_accuracy(
     with engine.connect() as connection:
         rows: Sequence = connection.execute(query).all()
     return [LiveAccuracy(str(v), int(n), int(ok or 0)) for v, n, ok in sorted(rows)]
-
