@@ -174,7 +174,7 @@ demo: $(STAMP) | $(PREFECT_HOME) ## Run every level side by side and show what e
 scorecard: $(STAMP) | $(PREFECT_HOME) ## Probe every level the same way; print and write the scorecard (a few minutes; DOCS=1: and docs/scorecard.md)
 	$(PY) -m workshop.scorecard $(if $(DOCS),--docs)
 
-.PHONY: drill-bad-data drill-regression drill-bad-request drill-rollback drill-drift
+.PHONY: drill-bad-data drill-regression drill-bad-request drill-rollback drill-drift drill-canary
 drill-bad-data: $(STAMP) | $(PREFECT_HOME) ## Drill: a corrupted batch arrives at every level
 	$(PY) -m workshop.drills bad-data
 drill-regression: $(STAMP) | $(PREFECT_HOME) ## Drill: a worse model is trained at every level
@@ -185,6 +185,8 @@ drill-rollback: $(STAMP) | $(PREFECT_HOME) ## Drill: the latest model must be wi
 	$(PY) -m workshop.drills rollback
 drill-drift: $(STAMP) | $(PREFECT_HOME) ## Drill: the birds change; which level notices, and which learns the new world
 	$(PY) -m workshop.drills drift
+drill-canary: $(STAMP) | $(PREFECT_HOME) ## Drill: a worse model meets callers; which level tries it on a share first
+	$(PY) -m workshop.drills canary
 
 .PHONY: template
 template: $(STAMP) ## Copy one level out as a standalone project: LEVEL=0|1|2 DEST=folder [NAME=package]

@@ -21,6 +21,7 @@ import uvicorn
 from fastapi import FastAPI, Header, HTTPException
 from fastapi.responses import PlainTextResponse
 
+from level2_pipelines.rollout import answers_caller
 from shared.servers import free_port
 from workshop.lab import SERVICES, Lab, ServiceFailed
 from workshop.scorecard import Cell, Scorecard
@@ -30,6 +31,8 @@ CLASSES = ("Adelie", "Chinstrap", "Gentoo")
 
 class ConstantModel:
     """Stands in for level 0's pickled pipeline: the same probabilities for every bird."""
+
+    classes_ = np.array(("Adelie", "Chinstrap", "Gentoo"))
 
     def __init__(self, probabilities: list[float]) -> None:
         self.probabilities = probabilities
@@ -44,6 +47,7 @@ class FakeRegistry:
     def __init__(self) -> None:
         self.versions: dict[str, SimpleNamespace] = {}
         self.champion: str | None = None
+        self.challenger: tuple[str, float] | None = None  # a canary: its version and share
 
     def register(self, gate: str = "passed", **tags: str) -> subprocess.CompletedProcess:
         """What a level 2 run that trains does: a version, champion if it passed, its output."""
@@ -79,6 +83,7 @@ class FakeLab(Lab):
             "level 2 monitor: report /lab/drift.html (MLflow run monitor1)\n"
         )
         self.feedback: dict[str, str] = {}  # prediction id -> species, as level 2 keeps them
+        self.answered_by: dict[str, tuple[str, str]] = {}  # prediction id -> version, species
         # A call (as `calls` logs it) that fails as the level's command would: with its error.
         self.failing: dict[str, subprocess.CalledProcessError] = {}
         self.service_fails: str | None = None  # a level whose service does not start
@@ -151,6 +156,9 @@ class FakeLab(Lab):
             self.store.champion = previous
             moved = f"level 2 rollback: champion moved from v{current} back to v{self.champion()}"
             return subprocess.CompletedProcess(args, 0, moved + "\n", "")
+        if args[0] == "level2_pipelines.rollout":
+            self.log(" ".join(("level 2 rollout", *args[1:])))
+            return subprocess.CompletedProcess(args, 0, self.rollout(*args[1:]) + "\n", "")
         if args[0] == "level2_pipelines.monitor":
             self.log("level 2 monitor")
             return subprocess.CompletedProcess(args, 0, self.monitor_says, "")
@@ -159,6 +167,32 @@ class FakeLab(Lab):
             self.on_pytest(args[1])
             return subprocess.CompletedProcess(args, 0, self.pytest_output.get(args[1], ""), "")
         raise AssertionError(f"the fake lab does not run {args}")
+
+    def rollout(self, action: str, *args: str) -> str:
+        """`rollout start canary --share S --version V`, or `judge`: the canary's callers (its
+        answers are always Chinstrap) judged against the champion's on the feedback given."""
+        if action == "start":
+            version, share = (
+                args[args.index("--version") + 1],
+                float(args[args.index("--share") + 1]),
+            )
+            self.store.challenger = (version, share)
+            return f"level 2 rollout: v{version} is challenger (canary: {share:.0%} of callers)"
+        version, _ = self.store.challenger
+        right = {
+            v: [
+                self.answered_by[i][1] == s
+                for i, s in self.feedback.items()
+                if self.answered_by[i][0] == v
+            ]
+            for v in (version, self.store.champion)
+        }
+        ours, theirs = (sum(r) / max(1, len(r)) for r in right.values())
+        self.store.challenger = None
+        return (
+            f"level 2 judge: withdraw v{version} (canary): live accuracy {ours:.3f} on "
+            f"{len(right[version])} confirmed birds against the champion's {theirs:.3f}"
+        )
 
     @contextmanager
     def prefect_server(self) -> Iterator[str]:
@@ -223,15 +257,28 @@ def fake_services(
 
     apps["level 0"].post("/predict")(answer)  # whatever it is sent, like level 0's server
 
-    def predict(penguin: dict) -> dict:  # anything but a JSON object is a 422
-        return answer()
-
     for level in ("level 1", "level 2"):
         apps[level].get("/health")(lambda: {"status": "ok"})
-    apps["level 1"].post("/predict")(predict)
 
-    def predict_and_log(penguin: dict) -> dict:  # level 2: every answer has an id
-        return answer() | {"prediction_id": uuid.uuid4().hex}
+    def predict_and_version(penguin: dict) -> dict:  # anything but a JSON object is a 422
+        return answer() | {"model_version": card()["version"]}
+
+    apps["level 1"].post("/predict")(predict_and_version)
+
+    def predict_and_log(penguin: dict, x_caller_id: str = Header("")) -> dict:
+        """Level 2: every answer has an id and a version; a canary answers its share of
+        callers (always Chinstrap)."""
+        given, version = answer(), level2_serves()
+        canary = lab.store.challenger
+        if canary and answers_caller(canary[0], canary[1], x_caller_id.encode()):
+            given = {
+                "species": "Chinstrap",
+                "probabilities": dict(zip(CLASSES, (0, 1, 0), strict=True)),
+            }
+            version = canary[0]
+        prediction_id = uuid.uuid4().hex
+        lab.answered_by[prediction_id] = (version, given["species"])
+        return given | {"prediction_id": prediction_id, "model_version": version}
 
     def feedback(body: dict, authorization: str = Header("")) -> dict:
         if authorization != "Bearer fake-token":

@@ -16,7 +16,7 @@ from workshop.drills import DRILLS, run_drill
 from workshop.lab import Lab, ServiceFailed
 from workshop.scorecard.cells import LEVELS, failed_service
 
-DRILL_NAMES = ["bad-data", "regression", "bad-request", "rollback", "drift"]
+DRILL_NAMES = ["bad-data", "regression", "bad-request", "rollback", "drift", "canary"]
 NARRATED = re.compile(r"^-- ", re.MULTILINE)
 
 
@@ -182,6 +182,43 @@ def test_drill_drift_shows_only_level2_noticing(tmp_path, capsys):
         lines["level 2"],
     )
     assert lab.level2_calls[-1] == ("--drift-run-id", "monitor1")
+
+
+@pytest.mark.timeout(60)
+def test_drill_canary_shows_only_level2_trying_the_worse_model_on_a_share(tmp_path, capsys):
+    """Levels 0 and 1 answer every caller with the worse model once it is handed over; level
+    2's gate refuses it, a person rolls it out as a canary anyway, it meets about a quarter of
+    the callers (each answer names it), the judge withdraws it on their feedback, and then no
+    caller meets it."""
+    lab = FakeLab(tmp_path / "lab")
+    lab.level2 = lambda args: lab.store.register(gate="rejected") if args else lab.store.register()
+
+    status, out, _ = drill("canary", lab, capsys)
+
+    assert status == 0, out
+    assert "-- level 2: v2 gate=rejected: macro F1 0.461 is below the floor 0.9" in out
+    assert "-- level 2 rollout: v2 is challenger (canary: 25% of callers)" in out
+    assert "level 2 rollout start canary --share 0.25 --version 2" in lab.calls
+    heading, lines = verdict(out)
+    assert heading == "a new model on trial before every caller meets it"
+    callers = int(re.search(r"then (\d+) callers ask", out)[1])
+    assert lines["level 0"].startswith(
+        f"✗ no trial: {callers} of {callers} callers answered by the new pickle ("
+    )
+    version = lab.level1_cards()[-1]["version"]
+    assert lines["level 1"].startswith(
+        f"✗ no trial: {callers} of {callers} callers answered by {version} ("
+    )
+    met = re.fullmatch(
+        rf"✓ canary: v2 met (\d+) of {callers} callers; withdrawn: live accuracy .+; "
+        r"then 0 met it",
+        lines["level 2"],
+    )
+    assert met and 0.15 * callers < int(met[1]) < 0.35 * callers
+    assert lab.store.champion == "1" and lab.store.challenger is None
+    # Every caller's bird was confirmed, and the judge read the canary's on its own answers.
+    assert len(lab.feedback) == callers
+    assert f"on {met[1]} confirmed birds" in lines["level 2"]
 
 
 @pytest.mark.timeout(60)

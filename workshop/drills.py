@@ -1,9 +1,9 @@
 """Failure drills: one scenario, run against all three levels, narrated step by step, ending
 with a one-line verdict per level.
 
-    python -m workshop.drills bad-data | regression | bad-request | rollback | drift
+    python -m workshop.drills bad-data | regression | bad-request | rollback | drift | canary
     (make drill-bad-data, make drill-regression, make drill-bad-request, make drill-rollback,
-    make drill-drift)
+    make drill-drift, make drill-canary)
 
 Each drill works in its own lab folder, state/drills/<drill>/, and leaves the levels' own
 state (state/level0, level1, level2) as it found it. A drill whose level fails (a command that
@@ -23,6 +23,7 @@ from workshop.scorecard import LEVELS, Row, Scorecard, service_probes
 from workshop.scorecard.cells import failed_service, failed_step
 from workshop.scorecard.runner import new_data_and_rollback
 from workshop.scorecard.scenarios import bad_requests, corrupted, worse_model
+from workshop.scorecard.scenarios import canary as canary_scenario
 from workshop.scorecard.scenarios import drift as drift_scenario
 from workshop.scorecard.table import side_by_side
 
@@ -89,12 +90,20 @@ def drift(card: Scorecard) -> Row:
     return noticed
 
 
+def canary(card: Scorecard) -> Row:
+    """A worse model meets callers: all of them at levels 0 and 1; at level 2 a share, on
+    trial, until the judge withdraws it on their confirmed birds."""
+    baseline(card)
+    return card.add(canary_scenario.observe(card))
+
+
 DRILLS: dict[str, Callable[[Scorecard], Row]] = {
     "bad-data": bad_data,
     "regression": regression,
     "bad-request": bad_request,
     "rollback": rollback,
     "drift": drift,
+    "canary": canary,
 }
 
 

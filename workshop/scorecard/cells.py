@@ -24,6 +24,8 @@ ROLLBACK = "rollback"
 DRIFT = "drift in served traffic"
 LIVE_ACCURACY = "live accuracy known"
 TESTS = "tests that guard the level"
+# The canary drill's row (scenarios/canary.py): told by `make drill-canary`, not in the table.
+CANARY = "a new model on trial before every caller meets it"
 # What each level costs (scenarios/cost.py).
 PEOPLE_NEW_DATA = "people: a new batch to a served model"
 PEOPLE_ROLLBACK = "people: a rollback"
