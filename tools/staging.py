@@ -225,11 +225,14 @@ def holds_python(directory: Path) -> bool:
 def stage(level: Level) -> Path:
     """Stage the level and commit a change to its template history; return that repository."""
     root = state_dir() / "templates" / f"level{level.number}"
-    root.parent.mkdir(parents=True, exist_ok=True)
-    # Two `make template` at once (or two test workers) would empty each other's staging.
-    with FileLock(root.with_suffix(".lock")):
+    repository = history(level)
+    for folder in (root.parent, repository.parent):
+        folder.mkdir(parents=True, exist_ok=True)
+    # Two `make template` at once (or two test workers) would empty each other's staging, or
+    # commit to one history at once (a state folder set elsewhere, the same checkout).
+    with FileLock(root.with_suffix(".lock")), FileLock(repository.with_suffix(".lock")):
         stage_into(root, level)
-        return commit(root, history(level))
+        return commit(root, repository)
 
 
 def history(level: Level) -> Path:
@@ -320,7 +323,6 @@ def commit(root: Path, repository: Path) -> Path:
     """Commit the staged files to the template repository and tag the change: copier copies
     the latest tag, and `copier update` diffs the tag a project came from against it."""
     if not repository.exists():
-        repository.parent.mkdir(parents=True, exist_ok=True)
         git(repository, "init", "--quiet", "--bare", "--initial-branch=main")
     git(repository, "add", "--all", work_tree=root)
     if git(repository, "status", "--porcelain", work_tree=root):
