@@ -211,10 +211,10 @@ def git(path: Path, *args: str) -> str:
     ).stdout
 
 
-def generate_from(checkout: Path, dest: Path) -> None:
+def template_from(checkout: Path, dest: Path) -> subprocess.CompletedProcess:
     """`python -m tools.template --level 1 --name penguins` run from another checkout."""
     args = ["--level", "1", "--dest", str(dest), "--name", "penguins"]
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "tools.template", *args],
         cwd=checkout,
         env=outside_env(),
@@ -222,6 +222,10 @@ def generate_from(checkout: Path, dest: Path) -> None:
         text=True,
         timeout=120,
     )
+
+
+def generate_from(checkout: Path, dest: Path) -> None:
+    done = template_from(checkout, dest)
     assert done.returncode == 0, done.stderr
 
 
@@ -314,6 +318,21 @@ def test_a_copy_follows_its_parent_checkout_when_it_moves(edited_copy):
     assert "port: int = 9001" in (copy / "penguins" / "settings.py").read_text()
 
 
+def test_a_copy_with_work_not_committed_is_left_as_it_is(edited_copy):
+    """Generating again on a copy with uncommitted work stops before touching it, and says why."""
+    checkout, copy = edited_copy
+    settings = copy / "penguins" / "settings.py"
+    settings.write_text(settings.read_text() + "# work in progress\n")
+    gain_a_line(checkout, "A line the level gained later.")
+
+    done = template_from(checkout, copy)
+
+    assert done.returncode != 0
+    assert "not committed" in done.stderr
+    assert "A line the level gained later." not in (copy / "penguins" / "model.py").read_text()
+    assert settings.read_text().endswith("# work in progress\n")
+
+
 def test_a_copy_from_a_lost_history_is_refused_with_the_reason(edited_copy):
     """With the template history gone and the level changed, the restarted history's first
     version is other content under another tag: the copy is not merged against it, and the
@@ -323,17 +342,10 @@ def test_a_copy_from_a_lost_history_is_refused_with_the_reason(edited_copy):
     gain_a_line(checkout, "A line the level gained later.")
     settings = (copy / "penguins" / "settings.py").read_text()
 
-    done = subprocess.run(
-        [sys.executable, "-m", "tools.template", "--level", "1", "--dest", str(copy)],
-        cwd=checkout,
-        env=outside_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = template_from(checkout, copy)
 
     assert done.returncode != 0
-    assert answers(copy)["_commit"] in done.stderr
+    assert answers(copy)["_commit"] in done.stderr and answers(copy)["_src_path"] in done.stderr
     assert (copy / "penguins" / "settings.py").read_text() == settings
 
 

@@ -334,11 +334,6 @@ def commit(root: Path, repository: Path) -> Path:
     return repository
 
 
-def latest_version(repository: Path) -> str:
-    """The tag copier takes for the template's latest version."""
-    return git(repository, "describe", "--tags", "--exact-match", "HEAD")
-
-
 def has_version(repository: Path, version: str) -> bool:
     """Whether the template repository holds the version a copy records (its `_commit`)."""
     names = git(repository, "tag", "--list").splitlines()

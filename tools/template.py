@@ -17,15 +17,16 @@ level's later changes merged with the project's own edits.
 copier renders, it cannot rewrite code, so a staging step (tools/staging.py) first makes the
 level a copier template: imports pointed at the new package name, `shared/` modules vendored in.
 Two sources for copies were weighed. This repository itself (copier's `_subdirectory`, its own
-version tags) cannot be one: its files are the levels before that rewrite, which copier could
-only do through `_tasks` (trusted code that copier skips when it renders the versions it diffs),
-and copier takes a template's latest version from all of a repository's tags, where three levels
-would share one line of versions. A template repository per level is what copier expects, so
-staging commits each change to one, kept in this checkout's git folder: it survives `make clean`,
-needs no network and no account, and the answers name it as `_src_path`. A project could also
-publish those repositories from CI for people who never clone it; this one does not yet. If this
-checkout moves, its git folder moves with it: running this again points the copy's answers at
-the new place (by hand: edit `_src_path` in `.copier-answers.yml`, commit, `copier update`).
+version tags) cannot be one as it stands: its files are the levels before that rewrite, which
+copier could make only by running our staging code as `_tasks` (code each user must trust, with
+this project's environment, at every copy and update), and copier takes a template's latest
+version from all of a repository's tags, where three levels would share one line of versions.
+A template repository per level is what copier expects, so staging commits each change to one,
+kept in this checkout's git folder: it survives `make clean`, needs no network and no account,
+and the answers name it as `_src_path`. (A project could also publish those repositories from CI
+for people who never clone it; this one does not yet.) If this checkout moves, its git folder
+moves with it: running this again points the copy's answers at the new place (by hand: edit
+`_src_path` in `.copier-answers.yml`, commit, `copier update`).
 """
 
 import argparse
@@ -64,6 +65,7 @@ def generate(level_number: int, dest: Path, name: str | None = None) -> Path:
     source = stage(level)
     if answers.is_file():
         # A project this made: bring it up to date with the level, keeping its own edits.
+        committed(dest)
         follow(dest, answers, source)
         copier.run_update(
             dest, data={"package_name": name}, defaults=True, overwrite=True, quiet=True
@@ -78,6 +80,21 @@ def generate(level_number: int, dest: Path, name: str | None = None) -> Path:
     print(f"template: wrote level {level_number} as package {name!r} in {dest}")
     print(f"template: next, `cd {dest} && make test` (it builds .venv from requirements.lock)")
     return dest
+
+
+def committed(dest: Path) -> None:
+    """Refuse a copy that copier could not update: one outside git, or with work not committed
+    (the update merges the level's changes into a clean work tree)."""
+    status = subprocess.run(
+        ["git", "-C", str(dest), "status", "--porcelain"], capture_output=True, text=True
+    )
+    if status.returncode != 0:
+        raise TemplateError(
+            f"{dest} is not kept in git, which the update merges through: "
+            "`git init`, commit it, and run this again"
+        )
+    if status.stdout.strip():
+        raise TemplateError(f"{dest} has changes not committed: commit or stash them first")
 
 
 def follow(dest: Path, answers: Path, source: Path) -> None:
