@@ -2,10 +2,10 @@
 
 The quick checks run in `make test`: what a copy holds, that nothing in it reaches back into
 this repository, and that it takes the level's later changes (`copier update`) from a scratch
-checkout whose state/ is gone, or which moved. The copies' own suites are marked `templates` and run with
-`make test-templates` (and `.ci/run`): each level is generated outside the repository, builds
-its environment from its own lock, and must pass its own `make lint` and `make test` with an
-environment that knows nothing of this checkout.
+checkout whose state/ is gone, or which moved. The copies' own suites are marked `templates`
+and run with `make test-templates` (and `.ci/run`): each level is generated outside the
+repository, builds its environment from its own lock, and must pass its own `make lint` and
+`make test` with an environment that knows nothing of this checkout.
 """
 
 import contextlib
