@@ -1,10 +1,11 @@
 """Every level taken away as a starter (`make template`).
 
-The quick checks run in `make test`: what a copy holds, and that nothing in it reaches back into
-this repository. The copies' own suites are marked `templates` and run with
-`make test-templates` (and `.ci/run`): each level is generated outside the repository, builds
-its environment from its own lock, and must pass its own `make lint` and `make test` with an
-environment that knows nothing of this checkout.
+The quick checks run in `make test`: what a copy holds, that nothing in it reaches back into
+this repository, and that it takes the level's later changes (`copier update`) from a scratch
+checkout whose state/ is gone, or which moved. The copies' own suites are marked `templates`
+and run with `make test-templates` (and `.ci/run`): each level is generated outside the
+repository, builds its environment from its own lock, and must pass its own `make lint` and
+`make test` with an environment that knows nothing of this checkout.
 """
 
 import contextlib
@@ -19,10 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from packaging.version import Version
 
 from shared.contract import CLASSES, EXAMPLE_PAYLOAD
 from shared.servers import free_port, stop_group
 from tests.makefiles import makefile_text
+from tests.test_readme_walkthrough import scratch_copy
 from tools import staging, template
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,11 +103,12 @@ def test_a_copy_holds_a_standalone_project(quick_copy):
 
 def test_nothing_in_a_copy_refers_to_this_repository(quick_copy):
     """No `shared` import, no path into this checkout (the copier answers file excepted: it names
-    the staged template, which is what `copier update` reads)."""
+    the level's template history, which is what `copier update` reads; the copy's own git
+    folder too)."""
     _, copy = quick_copy
 
     for path in copy.rglob("*"):
-        if path.is_file() and path.name != ".copier-answers.yml":
+        if path.is_file() and path.name != ".copier-answers.yml" and ".git" not in path.parts:
             text = path.read_text()
             assert not re.search(r"^\s*(from|import) shared\b", text, re.M), path
             assert str(ROOT) not in text, path
@@ -208,27 +212,142 @@ def git(path: Path, *args: str) -> str:
     ).stdout
 
 
-def test_generating_again_updates_the_copy_and_keeps_its_edits(tmp_path, monkeypatch):
-    """A later change of the template reaches a project with `copier update` (what running the
-    generator on it again does), merged with the project's own edits."""
-    monkeypatch.setenv("MLOPS_STATE_DIR", str(tmp_path / "state"))
-    templates = tmp_path / "templates"
-    shutil.copytree(staging.TEMPLATES, templates)
-    monkeypatch.setattr(staging, "TEMPLATES", templates)
-    copy = template.generate(1, tmp_path / "project", "penguins")
-    git(copy, "init", "--quiet")
-    git(copy, "add", "--all")
-    git(copy, "commit", "--quiet", "-m", "generated")
+def template_from(checkout: Path, dest: Path) -> subprocess.CompletedProcess:
+    """`python -m tools.template --level 1 --name penguins` run from another checkout."""
+    args = ["--level", "1", "--dest", str(dest), "--name", "penguins"]
+    return subprocess.run(
+        [sys.executable, "-m", "tools.template", *args],
+        cwd=checkout,
+        env=outside_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def generate_from(checkout: Path, dest: Path) -> None:
+    done = template_from(checkout, dest)
+    assert done.returncode == 0, done.stderr
+
+
+def answers(copy: Path) -> dict:
+    return yaml.safe_load((copy / ".copier-answers.yml").read_text())
+
+
+@pytest.fixture
+def edited_copy(tmp_path) -> tuple[Path, Path]:
+    """A scratch checkout of this repository, and a copy of its level 1 that changed its port
+    (committed, as someone keeping their project in git would)."""
+    (tmp_path / "checkout").mkdir()
+    checkout = scratch_copy(tmp_path / "checkout", link_venv=False)
+    copy = tmp_path / "project"
+    generate_from(checkout, copy)
     settings = copy / "penguins" / "settings.py"
     settings.write_text(settings.read_text().replace("port: int = 8001", "port: int = 9001"))
     git(copy, "commit", "--quiet", "-am", "our own port")
+    return checkout, copy
 
-    readme = templates / "level1" / "README.md.jinja"
-    readme.write_text(readme.read_text() + "\nA line the template gained later.\n")
-    template.generate(1, copy, "penguins")
 
-    assert "A line the template gained later." in (copy / "README.md").read_text()
-    assert "port: int = 9001" in settings.read_text()
+def gain_a_line(checkout: Path, line: str) -> None:
+    model = checkout / "level1_devops" / "model.py"
+    model.write_text(model.read_text() + f"\n# {line}\n")
+
+
+def test_a_copy_starts_as_a_clean_git_repository(quick_copy):
+    """The copy's first version is committed, so `copier update` (which needs a clean work tree
+    in git) works from the start."""
+    _, copy = quick_copy
+
+    log = git(copy, "log", "--format=%s")
+    status = git(copy, "status", "--porcelain")
+
+    assert log.startswith("Level ") and status == ""
+
+
+def test_generating_again_updates_a_copy_after_the_parents_state_folder_is_gone(edited_copy):
+    """With the parent's state/ removed, `make template` on the same folder brings the level's
+    later change, keeps the copy's edit, and records the newer version."""
+    checkout, copy = edited_copy
+    first = answers(copy)["_commit"]
+
+    gain_a_line(checkout, "A line the level gained later.")
+    shutil.rmtree(checkout / "state")
+    generate_from(checkout, copy)
+
+    assert "A line the level gained later." in (copy / "penguins" / "model.py").read_text()
+    assert "port: int = 9001" in (copy / "penguins" / "settings.py").read_text()
+    assert Version(answers(copy)["_commit"]) > Version(first)
+
+
+def test_copier_update_in_a_copy_works_after_the_parents_state_folder_is_gone(edited_copy):
+    """A plain `copier update` in the copy reads the level's template history, which outlives the
+    parent's state/: the change the level gained since (staged when someone copied the level
+    again) arrives, merged with the copy's edit."""
+    checkout, copy = edited_copy
+    first = answers(copy)["_commit"]
+    gain_a_line(checkout, "A line the level gained later.")
+    generate_from(checkout, copy.parent / "another-project")
+    shutil.rmtree(checkout / "state")
+
+    updated = subprocess.run(
+        [sys.executable, "-m", "copier", "update", "--defaults", "--quiet"],
+        cwd=copy,
+        env=outside_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert updated.returncode == 0, updated.stderr
+    assert "A line the level gained later." in (copy / "penguins" / "model.py").read_text()
+    assert "port: int = 9001" in (copy / "penguins" / "settings.py").read_text()
+    assert Version(answers(copy)["_commit"]) > Version(first)
+    assert not Path(answers(copy)["_src_path"]).is_relative_to(checkout / "state")
+
+
+def test_a_copy_follows_its_parent_checkout_when_it_moves(edited_copy):
+    """Generating again from the moved checkout points the copy's answers at its new place, and
+    the update still merges."""
+    checkout, copy = edited_copy
+    moved = checkout.rename(checkout.with_name("moved"))
+
+    gain_a_line(moved, "A line the level gained later.")
+    generate_from(moved, copy)
+
+    assert Path(answers(copy)["_src_path"]).is_relative_to(moved)
+    assert "A line the level gained later." in (copy / "penguins" / "model.py").read_text()
+    assert "port: int = 9001" in (copy / "penguins" / "settings.py").read_text()
+
+
+def test_a_copy_with_work_not_committed_is_left_as_it_is(edited_copy):
+    """Generating again on a copy with uncommitted work stops before touching it, and says why."""
+    checkout, copy = edited_copy
+    settings = copy / "penguins" / "settings.py"
+    settings.write_text(settings.read_text() + "# work in progress\n")
+    gain_a_line(checkout, "A line the level gained later.")
+
+    done = template_from(checkout, copy)
+
+    assert done.returncode != 0
+    assert "not committed" in done.stderr
+    assert "A line the level gained later." not in (copy / "penguins" / "model.py").read_text()
+    assert settings.read_text().endswith("# work in progress\n")
+
+
+def test_a_copy_from_a_lost_history_is_refused_with_the_reason(edited_copy):
+    """With the template history gone and the level changed, the restarted history's first
+    version is other content under another tag: the copy is not merged against it, and the
+    message names the version the copy came from."""
+    checkout, copy = edited_copy
+    shutil.rmtree(Path(answers(copy)["_src_path"]))
+    gain_a_line(checkout, "A line the level gained later.")
+    settings = (copy / "penguins" / "settings.py").read_text()
+
+    done = template_from(checkout, copy)
+
+    assert done.returncode != 0
+    assert answers(copy)["_commit"] in done.stderr and answers(copy)["_src_path"] in done.stderr
+    assert (copy / "penguins" / "settings.py").read_text() == settings
 
 
 # --- The copies' own suites ---------------------------------------------------------------------

@@ -1,10 +1,18 @@
 """Staging for `make template` (tools/template.py): this checkout's level made into a copier
-template under state/templates/levelN/, a git repository with one tagged commit per change.
+template, one tagged commit per change, in a git repository of its own that copies update from.
 
 The staged template holds the level's files (what git keeps: never a `.env` or a database beside
 the code) with their imports pointed at a placeholder package name, the `shared/` modules they
 import vendored in with their tests, the project files from templates/, and a lock that is the
 subset of ours the copy needs (read from this environment, so no network is needed).
+
+The files are written under state/templates/levelN/ (disposable: `make clean` removes them), and
+committed to `levelN.git`, a bare repository in this checkout's git folder
+(`.git/copier-templates/`). That history is what a copy's `.copier-answers.yml` names as its
+source, so it outlives the state folder, as the checkout's other git data does. Each change is
+tagged `0.0.N+TREE`: N counts the changes, copier orders versions by it, and TREE is the start of
+the staged tree's git hash, so a tag names the same content for as long as it exists; were that
+history lost, a copy's recorded version would be missing rather than mean other files.
 """
 
 import os
@@ -215,23 +223,40 @@ def holds_python(directory: Path) -> bool:
 
 
 def stage(level: Level) -> Path:
-    """Write the level as a copier template under the state folder; commit and tag a change."""
+    """Stage the level and commit a change to its template history; return that repository."""
     root = state_dir() / "templates" / f"level{level.number}"
-    root.parent.mkdir(parents=True, exist_ok=True)
-    # Two `make template` at once (or two test workers) would empty each other's staging.
-    with FileLock(root.with_suffix(".lock")):
-        return stage_into(root, level)
+    repository = history(level)
+    for folder in (root.parent, repository.parent):
+        folder.mkdir(parents=True, exist_ok=True)
+    # Two `make template` at once (or two test workers) would empty each other's staging, or
+    # commit to one history at once (a state folder set elsewhere, the same checkout).
+    with FileLock(root.with_suffix(".lock")), FileLock(repository.with_suffix(".lock")):
+        stage_into(root, level)
+        return commit(root, repository)
 
 
-def stage_into(root: Path, level: Level) -> Path:
-    """`stage`, holding the staging folder's lock."""
+def history(level: Level) -> Path:
+    """The level's template repository, in this checkout's git folder (a linked worktree has
+    its own): kept with the checkout's history, apart from the disposable state folder."""
+    git_dir = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "rev-parse", "--absolute-git-dir"],
+        capture_output=True,
+        text=True,
+    )
+    if git_dir.returncode != 0:
+        raise TemplateError(
+            f"{REPO_ROOT} is not a git checkout ({git_dir.stderr.strip()}): "
+            "make template keeps the level's template history in git; clone the repository"
+        )
+    # The `.git` suffix is how copier tells a bare repository (a git source) from a folder.
+    return Path(git_dir.stdout.strip()) / "copier-templates" / f"level{level.number}.git"
+
+
+def stage_into(root: Path, level: Level) -> None:
+    """Write the level as a copier template into root (emptied first)."""
     if root.exists():
-        for child in root.iterdir():
-            if child.is_dir() and child.name != ".git":
-                shutil.rmtree(child)
-            elif child.is_file():
-                child.unlink()
-    root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
     for part in ("common", f"level{level.number}"):
         shutil.copytree(TEMPLATES / part, root, dirs_exist_ok=True)
 
@@ -276,11 +301,10 @@ def stage_into(root: Path, level: Level) -> Path:
         RUNTIME_DEPENDENCIES="".join(f'  "{r}",\n' for r in runtime).rstrip("\n"),
         DEV_DEPENDENCIES="".join(f'  "{r}",\n' for r in dev).rstrip("\n"),
     )
-    commit(root)
-    return root
 
 
-def git(root: Path, *args: str) -> str:
+def git(repository: Path, *args: str, work_tree: Path | None = None) -> str:
+    """git on the template repository, as the fixed identity that stages it."""
     env = {
         **os.environ,
         "GIT_AUTHOR_NAME": "mlops-maturity-levels",
@@ -288,20 +312,29 @@ def git(root: Path, *args: str) -> str:
         "GIT_COMMITTER_NAME": "mlops-maturity-levels",
         "GIT_COMMITTER_EMAIL": "template@localhost",
     }
-    done = subprocess.run(
-        ["git", "-C", str(root), *args], env=env, capture_output=True, text=True, check=True
-    )
+    where = ["--git-dir", str(repository), *(["--work-tree", str(work_tree)] if work_tree else [])]
+    done = subprocess.run(["git", *where, *args], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise TemplateError(f"git {' '.join(args)} in {repository}: {done.stderr.strip()}")
     return done.stdout.strip()
 
 
-def commit(root: Path) -> None:
-    """One commit and tag (0.0.N) per change of the staged template: copier copies the latest
-    tag, and `copier update` diffs the tag a project came from against it."""
-    if not (root / ".git").exists():
-        git(root, "init", "--quiet", "--initial-branch=main")
-    git(root, "add", "--all")
-    if not git(root, "status", "--porcelain"):
-        return
-    git(root, "commit", "--quiet", "--no-verify", "--message", "staged from the levels")
-    count = git(root, "rev-list", "--count", "HEAD")
-    git(root, "tag", f"0.0.{count}")
+def commit(root: Path, repository: Path) -> Path:
+    """Commit the staged files to the template repository and tag the change: copier copies
+    the latest tag, and `copier update` diffs the tag a project came from against it."""
+    if not repository.exists():
+        git(repository, "init", "--quiet", "--bare", "--initial-branch=main")
+    git(repository, "add", "--all", work_tree=root)
+    if git(repository, "status", "--porcelain", work_tree=root):
+        message = "staged from the levels"
+        git(repository, "commit", "--quiet", "--no-verify", "-m", message, work_tree=root)
+        count = git(repository, "rev-list", "--count", "HEAD")
+        tree = git(repository, "rev-parse", "HEAD^{tree}")
+        git(repository, "tag", f"0.0.{count}+{tree[:12]}")
+    return repository
+
+
+def has_version(repository: Path, version: str) -> bool:
+    """Whether the template repository holds the version a copy records (its `_commit`)."""
+    names = git(repository, "tag", "--list").splitlines()
+    return version in names
