@@ -283,19 +283,19 @@ def test_a_canary_is_judged_on_live_evidence_and_the_service_follows(team, train
 def test_prometheus_scrapes_the_service(team, trained):
     settings, _, output, _ = team
     if "prometheus: up" not in output:
-        assert "prometheus: not installed" in output and "apt install prometheus" in output
+        assert "prometheus: not installed" in output and "ops.prometheus install" in output
         pytest.skip("the prometheus binary is not installed here; team-up said how to add it")
     deadline = time.monotonic() + 30
     while True:
         query = httpx.get(
             f"{settings.prometheus_url}/api/v1/query",
-            params={"query": 'penguins_requests_total{endpoint="/predict"}'},
+            params={"query": 'http_requests_total{handler="/predict"}'},
             timeout=5,
         ).json()
         if query["data"]["result"] or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert query["data"]["result"], "Prometheus has no penguins_requests_total for /predict"
+    assert query["data"]["result"], "Prometheus has no http_requests_total for /predict"
 
 
 def test_down_leaves_no_process_and_drop_removes_the_databases(team, trained):
