@@ -105,7 +105,7 @@ def check() -> None:
             [promtool, "check", "config", str(team_config)],
             [promtool, "check", "config", str(COMPOSE_CONFIG)],
         ):
-            print(f"$ promtool {' '.join(command[1:3])} {Path(command[3]).name}")
+            print(f"prometheus: promtool {' '.join(command[1:3])} {Path(command[3]).name}")
             print(run(command), flush=True)
 
 
