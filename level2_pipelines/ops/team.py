@@ -17,7 +17,8 @@ outgrows one laptop moves to servers, with the same code and other settings:
 - the watcher that turns a batch landing in `incoming/` into `penguins.batch.landed`;
 - the level 2 service following `champion` through the tracking server;
 - Prometheus scraping the service's `/metrics` and evaluating the alert rules, when its binary
-  is installed (on PATH, or fetched by `make test-alerts` into the state folder).
+  is installed (on PATH, or fetched into the state folder by `python -m
+  level2_pipelines.ops.prometheus install`).
 
 Only environment variables differ from embedded mode (`team_settings.environment()` lists them): the
 pipeline, the service and the monitor do not know which mode they run in. PostgreSQL's
