@@ -1,6 +1,6 @@
 """What `GET /metrics` shows, in Prometheus's text format, with prometheus-client.
 
-Counted on the request path (a few microseconds): the standard HTTP series every stock
+Counted on the request path (tens of microseconds): the standard HTTP series every stock
 dashboard and alert expects (`http_requests_total`, `http_request_duration_seconds`, by
 method, route template and status: prometheus-fastapi-instrumentator's), predictions by
 species and model version. Set when the served model changes: readiness and when the served
