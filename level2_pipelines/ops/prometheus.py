@@ -1,8 +1,7 @@
 """Prometheus for level 2: its binaries found (or fetched once), its configuration, and the
 alert rules checked the way Prometheus reads them.
 
-    make test-alerts
-    python -m level2_pipelines.ops.prometheus install | check
+    python -m level2_pipelines.ops.prometheus install | check    (`make test-alerts`: check)
 
 `install` puts Debian's `prometheus` package (which ships both `prometheus` and `promtool`)
 under the state folder: `apt-get download` and `dpkg -x`, no root, nothing installed system
