@@ -27,6 +27,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_fastapi_instrumentator import metrics as standard
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -36,8 +37,6 @@ from level2_pipelines.settings import Settings
 
 # From a fraction of a millisecond (the numpy path) to seconds (a queue behind a batch).
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-# The unlabelled histogram of every request: finer, and up to the slowest a client waits.
-ALL_REQUESTS_BUCKETS_S = (*LATENCY_BUCKETS_S, 5.0, 10.0, 30.0)
 
 
 def multiprocess_mode() -> bool:
@@ -208,12 +207,18 @@ class ServiceMetrics:
     def instrument(self, app: Starlette) -> None:
         """The standard HTTP series, counted by prometheus-fastapi-instrumentator's middleware:
         the handler label is the route's template (`/predict`), never the raw path a client
-        chooses (unknown paths are one `none` series); the status is the exact code."""
-        Instrumentator(should_group_status_codes=False, registry=self._own).instrument(
-            app,
-            latency_lowr_buckets=LATENCY_BUCKETS_S,
-            latency_highr_buckets=ALL_REQUESTS_BUCKETS_S,
+        chooses (unknown paths are one `none` series); the status is the exact code. Only
+        these two of its defaults: its size summaries and second histogram cost ~18 us more
+        per request (measured in-process) and no rule or panel reads them."""
+        instrumentator = Instrumentator(should_group_status_codes=False, registry=self._own)
+        instrumentator.add(
+            standard.requests(registry=self._own),
+            # By route and method: a status label would multiply every bucket.
+            standard.latency(
+                should_include_status=False, buckets=LATENCY_BUCKETS_S, registry=self._own
+            ),
         )
+        instrumentator.instrument(app)
 
     def show_served(self, lineage: Lineage | None) -> None:
         self.ready.set(0 if lineage is None else 1)
