@@ -257,6 +257,10 @@ test-compose: $(STAMP) ## Walk team mode's whole loop in containers: up, train, 
 test-images: $(STAMP) ## Build each level's image from a tree with planted secrets: none inside (minutes)
 	$(PY) -m pytest -m images -rsP --durations=0 tests/test_images.py
 
+.PHONY: test-alerts
+test-alerts: $(STAMP) ## Check level 2's alert rules with promtool: syntax, unit tests firing each alert, configs (fetches Debian's prometheus into state/ if missing)
+	$(PY) -m level2_pipelines.ops.prometheus check
+
 .PHONY: k8s-validate
 k8s-validate: $(STAMP) ## Check every level's Kubernetes manifests offline (schemas of 1.30 and 1.37, strict)
 	$(PY) -m shared.k8s_validate

@@ -8,7 +8,7 @@ The endpoints come from routers by subject (`routes/`): predictions, feedback, a
 health, model and metrics. Every answer gets a `prediction_id` and is recorded in the
 prediction log off the request path (`prediction_log.py`); `POST /feedback` brings the true
 species back to it, and `GET /metrics` shows requests, latencies, predictions, the served
-version, live accuracy and the drift monitor's latest statistics (`metrics.py`).
+version and readiness, live accuracy and the drift monitor's latest statistics (`metrics.py`).
 
 It listens whether or not its dependencies answer: it waits for its first champion at most
 `startup_wait_s` (every MLflow call is bounded, `tracking.py`), then serves what it has, says
@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from level2_pipelines import prediction_log
 from level2_pipelines.errors import BodySizeLimit, http_error_handler, validation_error_handler
 from level2_pipelines.follower import ChampionFollower, ServedModel
-from level2_pipelines.metrics import RequestMetrics, ServiceMetrics
+from level2_pipelines.metrics import ServiceMetrics, StartedAt
 from level2_pipelines.routes import admin, card, feedback, health, predict
 from level2_pipelines.routes.deps import documented
 from level2_pipelines.settings import Settings
@@ -49,8 +49,8 @@ def create_app(
     follows the champion; a smoke test's answers must not reach the monitor)."""
     settings = settings or Settings()
     record = model is None if record is None else record
-    metrics = ServiceMetrics()
-    metrics.show_served(model.lineage.version if model else None)
+    metrics = ServiceMetrics(settings)
+    metrics.show_served(model.lineage if model else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -102,7 +102,8 @@ def create_app(
     # admin endpoints are off (an app made in-process, such as the pipeline's smoke test).
     app.state.admin_token = settings.admin_token_value()
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: it sees every answer
+    metrics.instrument(app)  # outside the body limit: it counts the 413s too
+    app.add_middleware(StartedAt)  # outermost: a request's time starts before it is counted
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     for router in (predict.router, feedback.router, health.router, admin.router, card.router):

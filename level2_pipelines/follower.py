@@ -113,7 +113,7 @@ class ChampionFollower:
                 self._report(f"model: champion {error}")
                 raise
             self.app.state.model = loaded  # the swap: one assignment, the model already whole
-            self.app.state.metrics.show_served(loaded.lineage.version)
+            self.app.state.metrics.show_served(loaded.lineage)
             self._retry.clear()
             self._report(None)
             log.info("now serving %s v%s", self.name, loaded.lineage.version)

@@ -253,7 +253,7 @@ def test_prometheus_scrapes_the_service(team):
     def scraped():
         query = httpx.get(
             f"{team.prometheus}/api/v1/query",
-            params={"query": 'penguins_requests_total{endpoint="/predict"}'},
+            params={"query": 'http_requests_total{handler="/predict"}'},
             timeout=10,
         ).json()
         return query["data"]["result"]

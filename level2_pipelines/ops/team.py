@@ -16,7 +16,9 @@ outgrows one laptop moves to servers, with the same code and other settings:
   whichever worker is free runs each flow run, as a subprocess of its own;
 - the watcher that turns a batch landing in `incoming/` into `penguins.batch.landed`;
 - the level 2 service following `champion` through the tracking server;
-- Prometheus scraping the service's `/metrics`, when its binary is installed.
+- Prometheus scraping the service's `/metrics` and evaluating the alert rules, when its binary
+  is installed (on PATH, or fetched into the state folder by `python -m
+  level2_pipelines.ops.prometheus install`).
 
 Only environment variables differ from embedded mode (`team_settings.environment()` lists them): the
 pipeline, the service and the monitor do not know which mode they run in. PostgreSQL's
@@ -27,7 +29,6 @@ under state/team/servers/ and stops with its whole process group.
 """
 
 import argparse
-import shutil
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import httpx
 
+from level2_pipelines.ops import prometheus
 from level2_pipelines.ops.processes import (
     BIN_DIR,
     MLFLOW_SERVER_ENV,
@@ -51,7 +53,7 @@ from level2_pipelines.ops.team_postgres import (
 from level2_pipelines.ops.team_settings import TeamSettings, environment
 from level2_pipelines.settings import Settings
 
-PROMETHEUS_INSTALL = "apt install prometheus (Debian/Ubuntu; the binary is enough, no service)"
+PROMETHEUS_INSTALL = "python -m level2_pipelines.ops.prometheus install (or apt install prometheus)"
 RUN_TIMEOUT_S = 600.0
 CODE_ROOT = Path(__file__).resolve().parents[2]  # the folder the package is imported from
 
@@ -59,26 +61,15 @@ CODE_ROOT = Path(__file__).resolve().parents[2]  # the folder the package is imp
 # --- The processes ----------------------------------------------------------------------------
 
 
-def prometheus_binary() -> str | None:
-    return shutil.which("prometheus")
-
-
 def prometheus_config(team: TeamSettings) -> Path:
     return team.state_dir / "prometheus" / "prometheus.yml"
 
 
 def write_prometheus_config(team: TeamSettings) -> None:
-    """Scrape the service every 5 s."""
+    """Scrape the service every 5 s; evaluate the alert rules as often."""
     path = prometheus_config(team)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        "global:\n"
-        "  scrape_interval: 5s\n"
-        "scrape_configs:\n"
-        "  - job_name: penguins-level2\n"
-        "    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{team.service_port}']\n"
-    )
+    path.write_text(prometheus.config(f"127.0.0.1:{team.service_port}", scrape_interval="5s"))
 
 
 def commands(team: TeamSettings) -> dict[str, tuple[list[str], str | None, dict[str, str]]]:
@@ -142,7 +133,7 @@ def commands(team: TeamSettings) -> dict[str, tuple[list[str], str | None, dict[
         f"{team.service_url}/health",
         env,
     )
-    binary = prometheus_binary()
+    binary = prometheus.binary("prometheus")
     if binary is not None:
         found["prometheus"] = (
             [

@@ -23,9 +23,10 @@ router = APIRouter()
     responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
 )
 async def prometheus_metrics(metrics: MetricsDep) -> PlainTextResponse:
-    """Prometheus text format: requests by endpoint and status, latency histograms,
-    predictions by species and model version, the served version, live accuracy and the
-    drift monitor's latest statistics."""
+    """Prometheus text format: the standard HTTP series (`http_requests_total`,
+    `http_request_duration_seconds` by method, route and status), predictions by species and
+    model version, the served version, readiness, live accuracy and the drift monitor's
+    latest statistics."""
     return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

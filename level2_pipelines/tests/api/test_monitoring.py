@@ -201,11 +201,13 @@ def test_metrics_show_requests_predictions_accuracy_and_drift(tmp_path, served_m
             timeout_s=60,
         )
 
-    requests = samples["penguins_requests_total"]
-    assert requests[(("endpoint", "/predict"), ("method", "POST"), ("status", "200"))] == 1
-    assert requests[(("endpoint", "/predict"), ("method", "POST"), ("status", "422"))] == 1
-    assert requests[(("endpoint", "unmatched"), ("method", "GET"), ("status", "404"))] == 1
-    assert samples["penguins_request_duration_seconds_count"][(("endpoint", "/predict"),)] == 2
+    requests = samples["http_requests_total"]
+    assert requests[(("handler", "/predict"), ("method", "POST"), ("status", "200"))] == 1
+    assert requests[(("handler", "/predict"), ("method", "POST"), ("status", "422"))] == 1
+    assert requests[(("handler", "none"), ("method", "GET"), ("status", "404"))] == 1
+    predict = (("handler", "/predict"), ("method", "POST"))
+    assert samples["http_request_duration_seconds_count"][predict] == 2
+    assert samples["penguins_ready"] == {(): 1.0}
     assert (
         samples["penguins_predictions_total"][(("model_version", "7"), ("species", "Adelie"))] == 1
     )

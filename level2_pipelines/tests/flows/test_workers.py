@@ -62,8 +62,8 @@ def test_two_workers_metrics_show_the_service_totals(settings, candidate, tmp_pa
             samples = scrape(client)
 
     assert every_worker_answered(spread)
-    counted = samples["penguins_requests_total"]
-    assert counted[(("endpoint", "/predict"), ("method", "POST"), ("status", "200"))] == sent
+    counted = samples["http_requests_total"]
+    assert counted[(("handler", "/predict"), ("method", "POST"), ("status", "200"))] == sent
     assert sum(samples["penguins_predictions_total"].values()) == sent
     assert sum(spread.values()) == sent
     assert len(logged_rows(served)) == sent

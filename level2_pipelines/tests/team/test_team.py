@@ -16,7 +16,9 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+import yaml
 
+from level2_pipelines.ops import prometheus
 from level2_pipelines.ops.team_postgres import DATABASES, connect, postgres_problem
 from level2_pipelines.ops.team_settings import TeamSettings, environment
 from shared.contract import FEATURES, NUMERIC_FEATURES
@@ -283,19 +285,37 @@ def test_a_canary_is_judged_on_live_evidence_and_the_service_follows(team, train
 def test_prometheus_scrapes_the_service(team, trained):
     settings, _, output, _ = team
     if "prometheus: up" not in output:
-        assert "prometheus: not installed" in output and "apt install prometheus" in output
+        assert "prometheus: not installed" in output and "ops.prometheus install" in output
         pytest.skip("the prometheus binary is not installed here; team-up said how to add it")
     deadline = time.monotonic() + 30
     while True:
         query = httpx.get(
             f"{settings.prometheus_url}/api/v1/query",
-            params={"query": 'penguins_requests_total{endpoint="/predict"}'},
+            params={"query": 'http_requests_total{handler="/predict"}'},
             timeout=5,
         ).json()
         if query["data"]["result"] or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert query["data"]["result"], "Prometheus has no penguins_requests_total for /predict"
+    assert query["data"]["result"], "Prometheus has no http_requests_total for /predict"
+
+
+def test_prometheus_loaded_the_alert_rules(team, trained):
+    """Team mode's Prometheus evaluates every alert of infra/prometheus/alerts.yml, healthy."""
+    settings, _, output, _ = team
+    if "prometheus: up" not in output:
+        pytest.skip("the prometheus binary is not installed here; team-up said how to add it")
+    expected = {
+        rule["alert"]
+        for group in yaml.safe_load(prometheus.RULES.read_text())["groups"]
+        for rule in group["rules"]
+    }
+
+    answer = httpx.get(f"{settings.prometheus_url}/api/v1/rules", timeout=5).json()
+
+    loaded = {rule["name"]: rule for g in answer["data"]["groups"] for rule in g["rules"]}
+    assert set(loaded) == expected
+    assert {rule["health"] for rule in loaded.values()} <= {"ok", "unknown"}
 
 
 def test_down_leaves_no_process_and_drop_removes_the_databases(team, trained):
