@@ -15,7 +15,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock pyproject.toml 2>/d
 LOCK_FLAGS := --all-extras --group dev --universal --python-version 3.11 --generate-hashes \
   --no-header --quiet
 # What `make lock-check` resolves the lock for: the platforms and Pythons the README claims.
-# (Intel macOS is not one: cryptography publishes no wheel for it.)
+# (Intel macOS is not one: the locked cryptography has no wheel for it.)
 LOCK_PLATFORMS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu aarch64-apple-darwin \
   x86_64-pc-windows-msvc
 LOCK_PYTHONS := 3.11 3.12 3.13
