@@ -112,23 +112,23 @@ def test_setup_gives_pip_exactly_the_locks_uv_entry(tmp_path):
     assert cut.stdout.splitlines() == list(read_lock(LOCK)["uv"].lines)
 
 
-def test_lock_lines_keep_each_packages_markers_and_hashes():
+def test_lock_lines_keep_each_packages_markers_and_hashes_in_one_entry():
     """A copy's lock is whole entries of ours: mlflow's Windows-only waitress comes with its
     marker and hashes, so the copy installs with hash checking on every platform too."""
     ours = read_lock(LOCK)
 
-    lines = lock_lines(["mlflow"])
+    entries = lock_lines(["mlflow"])
 
-    assert "\n".join(ours["waitress"].lines) in "\n".join(lines)
+    assert "\n".join(ours["waitress"].lines) in entries
     assert "sys_platform == 'win32'" in ours["waitress"].lines[0]
-    assert set(lines) <= {line for pin in ours.values() for line in pin.lines}
+    assert set(entries) <= {"\n".join(pin.lines) for pin in ours.values()}
 
 
 def test_lock_lines_for_a_level_leave_out_what_it_does_not_need():
     """The subset is what the requirements need, not the whole lock."""
-    lines = lock_lines(["fastapi"])
+    entries = lock_lines(["fastapi"])
 
-    names = {canonicalize_name(line.split("==")[0]) for line in lines if not line[0].isspace()}
+    names = {canonicalize_name(entry.split("==")[0]) for entry in entries}
 
     assert {"fastapi", "starlette", "pydantic"} <= names
     assert "mlflow" not in names and "waitress" not in names
@@ -145,9 +145,9 @@ def test_lock_lines_follow_the_locks_notes_below_a_package_not_installed_here(tm
         "unrelated==3.0 \\\n    --hash=sha256:" + "c" * 64 + "\n    # via other\n"
     )
 
-    lines = lock_lines(["winonly"], lock=lock)
+    entries = lock_lines(["winonly"], lock=lock)
 
-    assert [line for line in lines if not line.startswith(" ")] == [
+    assert [entry.splitlines()[0] for entry in entries] == [
         "winchild==2.0 ; sys_platform == 'win32' \\",
         "winonly==1.0 ; sys_platform == 'win32' \\",
     ]

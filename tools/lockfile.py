@@ -84,11 +84,11 @@ def lock_environments() -> list[dict[str, str]]:
 
 
 def lock_lines(requirements: list[str], lock: Path = REPO_ROOT / "requirements.lock") -> list[str]:
-    """Our lock's entries (pin, markers, hashes) for each requirement and what it needs on any
-    platform and Python the lock holds for, so the copy's lock is a subset of ours and making it
-    needs no network. What a package needs is read from its metadata in this environment; a
-    package not installed here (Windows' pywin32, macOS' appnope) brings what the lock's notes
-    say it needs."""
+    """Our lock's entries (pin, markers, hashes: one string of lines per package) for each
+    requirement and what it needs on any platform and Python the lock holds for, so the copy's
+    lock is a subset of ours and making it needs no network. What a package needs is read from
+    its metadata in this environment; a package not installed here (Windows' pywin32, macOS'
+    appnope) brings what the lock's notes say it needs."""
     pins = read_lock(lock)
     environments = lock_environments()
     kept: set[str] = set()
@@ -116,4 +116,4 @@ def lock_lines(requirements: list[str], lock: Path = REPO_ROOT / "requirements.l
                     needed.marker.evaluate({**env, "extra": extra}) for env in environments
                 ):
                     todo.append(needed)
-    return [line for key in sorted(kept) for line in pins[key].lines]
+    return ["\n".join(pins[key].lines) for key in sorted(kept)]
