@@ -4,7 +4,7 @@ template under state/templates/levelN/, a git repository with one tagged commit 
 The staged template holds the level's files (what git keeps: never a `.env` or a database beside
 the code) with their imports pointed at a placeholder package name, the `shared/` modules they
 import vendored in with their tests, the project files from templates/, and a lock that is the
-subset of ours the copy needs (tools/lockfile.py: no network is needed).
+subset of ours the copy needs (read from this environment, so no network is needed).
 """
 
 import os
