@@ -96,6 +96,10 @@ def test_a_copy_holds_a_standalone_project(quick_copy):
     for name in ("pyproject.toml", "requirements.lock", "Makefile", "README.md", ".gitignore"):
         assert (copy / name).is_file(), name
     assert (copy / ".github" / "workflows" / "ci.yml").is_file()
+    # `make lint` there runs the same checks as here.
+    assert (copy / ".pre-commit-config.yaml").read_text() == (
+        ROOT / ".pre-commit-config.yaml"
+    ).read_text()
     assert (copy / "Dockerfile").is_file() == (level > 0)
     assert (package / "contract.py").is_file() and (package / "dataset.py").is_file()
     assert list((package / "tests").rglob("test_*.py"))
@@ -152,6 +156,9 @@ def test_a_copys_lock_pins_its_dependencies_at_our_versions(quick_copy):
     names = {line.split("==")[0] for line in lock}
 
     assert lock <= pins(ROOT / "requirements.lock")
+    # Whole entries of ours, hashes included: the copy installs with hash checking too.
+    assert "--require-hashes" in (copy / "setup.mk").read_text()
+    assert lock and all(line.endswith(" \\") for line in lock)
     runtime, dev = staging.dependencies(staging.LEVELS[level])
     for requirement in runtime + dev:
         name = re.match(r"[\w.-]+", requirement)[0].lower()

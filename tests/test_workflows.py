@@ -1,15 +1,36 @@
-"""CI workflows call the same make targets a person runs, so CI and the README cannot drift."""
+"""CI workflows call the same make targets a person runs, so CI and the README cannot drift; and
+they follow the conventions people expect of a workflow: read-only tokens, superseded runs
+cancelled, dependencies cached on the lock, and a weekly try of the newest versions."""
 
 import re
 from pathlib import Path
 
+import jinja2
 import pytest
 import yaml
 
 from tests.makefiles import makefile_text
+from tools.staging import LEVELS
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+COPY_WORKFLOWS = ROOT / "templates" / "common" / ".github" / "workflows"
+
+
+def every_workflow() -> dict[str, dict]:
+    """Ours, and each level's copy's as `make template` renders it, parsed."""
+    found = {p.name: yaml.safe_load(p.read_text()) for p in WORKFLOWS}
+    for path in sorted(COPY_WORKFLOWS.iterdir()):
+        text = path.read_text()
+        for level in LEVELS:
+            # copier renders the .jinja files and copies the others as they are.
+            if path.suffix == ".jinja":
+                text = jinja2.Template(path.read_text()).render(level=level, package_name="x")
+            found[f"level{level} copy: {path.name.removesuffix('.jinja')}"] = yaml.safe_load(text)
+    return found
+
+
+ALL_WORKFLOWS = every_workflow()
 
 
 def makefile_targets() -> dict[str, list[str]]:
@@ -71,3 +92,65 @@ def test_root_workflow_runs_what_ci_run_runs():
     assert "pull_request" in workflow[True]  # YAML reads the key `on` as True
     assert workflow[True]["push"]["branches"] == ["main"]
     assert run_steps(ROOT / ".github" / "workflows" / "ci.yml") == ci_run
+
+
+@pytest.mark.parametrize("name", ALL_WORKFLOWS)
+def test_workflow_token_reads_only_unless_a_job_must_push(name):
+    """The token can read the code and no more; only the lock upgrade's job pushes a branch."""
+    workflow = ALL_WORKFLOWS[name]
+
+    assert workflow["permissions"] == {"contents": "read"}
+    for job_name, job in workflow["jobs"].items():
+        if name.endswith("lock-upgrade.yml"):
+            assert job["permissions"] == {"contents": "write", "pull-requests": "write"}
+        else:
+            assert "permissions" not in job, f"{name}: {job_name}"
+
+
+@pytest.mark.parametrize("name", ALL_WORKFLOWS)
+def test_workflow_cancels_the_run_a_newer_one_supersedes(name):
+    """One run per workflow and branch: a newer one cancels it (on main, deploys queue instead)."""
+    concurrency = ALL_WORKFLOWS[name]["concurrency"]
+
+    assert "github.workflow" in concurrency["group"]
+    assert concurrency["cancel-in-progress"] in (True, "${{ github.event_name == 'pull_request' }}")
+
+
+@pytest.mark.parametrize("name", ALL_WORKFLOWS)
+def test_workflow_caches_the_downloads_on_the_locks_hash(name):
+    """Every job that runs make (which builds .venv from the lock) first restores uv's download
+    cache, keyed on requirements.lock, so an unchanged lock downloads nothing."""
+    for job_name, job in ALL_WORKFLOWS[name]["jobs"].items():
+        steps = job["steps"]
+        first_make = next(i for i, s in enumerate(steps) if s.get("run", "").startswith("make"))
+        caches = [s for s in steps[:first_make] if s.get("uses", "").startswith("actions/cache@")]
+
+        assert len(caches) == 1, f"{name}: {job_name}"
+        assert caches[0]["with"]["path"] == "~/.cache/uv"
+        assert "hashFiles('requirements.lock')" in caches[0]["with"]["key"]
+
+
+def test_lock_upgrade_tries_the_newest_versions_weekly_and_reports_on_a_branch():
+    """Weekly and by hand: a new lock, checked on every platform, tested, and offered as a pull
+    request from its own branch even when the tests fail (the title says which)."""
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "lock-upgrade.yml").read_text())
+    (job,) = workflow["jobs"].values()
+    (cron,) = workflow[True]["schedule"]  # YAML reads the key `on` as True
+    (offer,) = [s for s in job["steps"] if "create-pull-request" in s.get("uses", "")]
+
+    assert re.fullmatch(r"\d+ \d+ \* \* [0-6]", cron["cron"])
+    assert "workflow_dispatch" in workflow[True]
+    assert run_steps(ROOT / ".github" / "workflows" / "lock-upgrade.yml") == [
+        "make lock-upgrade",
+        "make lock-check",
+        "make test",
+    ]
+    assert offer["with"]["branch"] == "lock-upgrade"
+    assert "!cancelled()" in offer["if"] and "steps.test.outcome" in offer["with"]["title"]
+
+
+def test_a_copy_upgrades_its_lock_the_way_we_do():
+    """The copies' weekly lock upgrade is ours, word for word (their Makefile has its targets)."""
+    ours = ROOT / ".github" / "workflows" / "lock-upgrade.yml"
+
+    assert (COPY_WORKFLOWS / "lock-upgrade.yml").read_text() == ours.read_text()

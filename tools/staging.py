@@ -21,14 +21,13 @@ import shutil
 import subprocess
 import tomllib
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from filelock import FileLock
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 
 from shared.paths import REPO_ROOT, state_dir
+from tools.lockfile import LockError, lock_lines
 
 TEMPLATES = REPO_ROOT / "templates"
 # shared/data.py would collide with the level's own data stage (data.py) in one package.
@@ -46,9 +45,10 @@ class Level:
     main_target: str  # what `make levelN` is called in the copy
     stays: tuple[str, ...]  # files that only make sense here
     root_tests: dict[str, str]  # tests kept at the top of this repo: here -> in the copy
-    dev: tuple[str, ...]  # the dev extra's tools the copy needs
+    dev: tuple[str, ...]  # the dev group's tools the copy needs
 
 
+# `make lint` runs pre-commit's hooks: ruff and pre-commit-hooks' file checks.
 # The services' levels test their manifests (infra/k8s/) and compose file, read with pyyaml.
 LEVEL_DEV_TOOLS = (
     "pytest",
@@ -58,6 +58,8 @@ LEVEL_DEV_TOOLS = (
     "kubernetes-validate",
     "pyyaml",
     "ruff",
+    "pre-commit",
+    "pre-commit-hooks",
     "uv",
 )
 
@@ -68,7 +70,7 @@ LEVELS = {
         main_target="run",
         stays=("README.md",),
         root_tests={"tests/test_level0_walkthrough.py": "tests/test_walkthrough.py"},
-        dev=("pytest", "pytest-timeout", "ruff", "uv"),
+        dev=("pytest", "pytest-timeout", "ruff", "pre-commit", "pre-commit-hooks", "uv"),
     ),
     1: Level(
         1,
@@ -178,11 +180,46 @@ def as_template(text: str) -> str:
 
 def dependencies(level: Level) -> tuple[list[str], list[str]]:
     """The copy's requirements, as in our pyproject.toml: what every level needs plus the
-    level's extra (to run), and the dev extra's tools the level uses (to test and lint)."""
+    level's extra (to run), and the dev group's tools the level uses (to test and lint)."""
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    dev = [r for r in extras["dev"] if Requirement(r).name in level.dev]
-    return [*project["dependencies"], *extras[f"level{level.number}"]], dev
+    return [*project["dependencies"], *extras[f"level{level.number}"]], group_requirements(
+        dependency_groups(level), "dev"
+    )
+
+
+def dependency_groups(level: Level) -> dict[str, list]:
+    """Our PEP 735 dependency groups with only the tools the level uses (`Level.dev`)."""
+    groups = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["dependency-groups"]
+    return {
+        name: [i for i in items if isinstance(i, dict) or Requirement(i).name in level.dev]
+        for name, items in groups.items()
+    }
+
+
+def group_requirements(groups: dict[str, list], name: str) -> list[str]:
+    """A dependency group's requirements, with the groups it includes spelled out."""
+    found: list[str] = []
+    for item in groups[name]:
+        if isinstance(item, dict):
+            found += group_requirements(groups, item["include-group"])
+        else:
+            found.append(item)
+    return found
+
+
+def groups_toml(groups: dict[str, list]) -> str:
+    """The `[dependency-groups]` entries of a copy's pyproject.toml."""
+    lines = []
+    for name, items in groups.items():
+        lines.append(f"{name} = [")
+        for item in items:
+            if isinstance(item, dict):
+                lines.append(f'  {{ include-group = "{item["include-group"]}" }},')
+            else:
+                lines.append(f'  "{item}",')
+        lines.append("]")
+    return "\n".join(lines)
 
 
 def fill(path: Path, **values: str) -> None:
@@ -191,30 +228,6 @@ def fill(path: Path, **values: str) -> None:
     for marker, value in values.items():
         text = text.replace(marker, value)
     path.write_text(text)
-
-
-def lock_lines(requirements: list[str]) -> list[str]:
-    """`name==version` for each requirement and what it needs, read from this environment
-    (installed from this repository's lock), so the copy's lock is a subset of ours and making
-    it needs no network."""
-    pinned: dict[str, str] = {}
-    seen: set[tuple[str, str]] = set()
-    todo = [Requirement(r) for r in requirements]
-    while todo:
-        requirement = todo.pop()
-        key = canonicalize_name(requirement.name)
-        distribution = metadata.distribution(requirement.name)
-        pinned[key] = distribution.version
-        # What the distribution always needs, then what each extra asked for adds.
-        for extra in ["", *sorted(requirement.extras)]:
-            if (key, extra) in seen:
-                continue
-            seen.add((key, extra))
-            for line in distribution.requires or []:
-                needed = Requirement(line)
-                if needed.marker is None or needed.marker.evaluate({"extra": extra}):
-                    todo.append(needed)
-    return [f"{name}=={version}" for name, version in sorted(pinned.items())]
 
 
 def holds_python(directory: Path) -> bool:
@@ -289,7 +302,13 @@ def stage_into(root: Path, level: Level) -> None:
             (directory / "__init__.py").touch()
 
     runtime, dev = dependencies(level)
-    (root / "requirements.lock").write_text("\n".join(lock_lines(runtime + dev)) + "\n")
+    try:
+        lock = lock_lines(runtime + dev)
+    except LockError as error:
+        raise TemplateError(str(error)) from error
+    (root / "requirements.lock").write_text("\n".join(lock) + "\n")
+    # The same checks as here: `make lint` runs them.
+    shutil.copy2(REPO_ROOT / ".pre-commit-config.yaml", root)
     fill(
         root / "copier.yml",
         LEVEL_NUMBER=str(level.number),
@@ -299,7 +318,7 @@ def stage_into(root: Path, level: Level) -> None:
     fill(
         root / "pyproject.toml.jinja",
         RUNTIME_DEPENDENCIES="".join(f'  "{r}",\n' for r in runtime).rstrip("\n"),
-        DEV_DEPENDENCIES="".join(f'  "{r}",\n' for r in dev).rstrip("\n"),
+        DEPENDENCY_GROUPS=groups_toml(dependency_groups(level)),
     )
 
 

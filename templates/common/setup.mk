@@ -1,5 +1,5 @@
 # What every project of this family does the same way: an environment built from the lock, a
-# `make help` by section, lint and format. The repository's Makefile includes this file from
+# `make help` by section, the lock's upkeep, lint and format. The repository's Makefile includes this file from
 # templates/common/; each project `make template` writes carries it beside its Makefile.
 # Before including it, a Makefile may set HELP_SECTIONS (the order `make help` shows) and
 # WARM_IMPORTS (modules whose bytecode set-up compiles once, see below).
@@ -9,7 +9,16 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
-UV_PIN := $(shell grep -E '^uv==' requirements.lock)
+# The lock: one file for every platform and Python the project supports (environment markers
+# where they differ), each pin with the hashes of its files, and no index address. `make lock`
+# keeps the pins it has and resolves what changed; `make lock-upgrade` moves every pin.
+LOCK_FLAGS := --all-extras --group dev --universal --python-version 3.11 --generate-hashes \
+  --no-header --quiet
+# What `make lock-check` resolves the lock for: the platforms and Pythons the README claims.
+# (Intel macOS is not one: the locked cryptography has no wheel for it.)
+LOCK_PLATFORMS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu aarch64-apple-darwin \
+  x86_64-pc-windows-msvc
+LOCK_PYTHONS := 3.11 3.12 3.13
 SETUP_MK := $(lastword $(MAKEFILE_LIST))
 
 # Keep bytecode out of the source tree: everything generated lives under state/.
@@ -43,8 +52,13 @@ $(STAMP): requirements.lock pyproject.toml
 	  "(on Debian/Ubuntu: apt install python3-venv)" >&2; exit 1; }
 	@# A .venv left half-made by an interrupted set-up has no working pip: start it again.
 	@$(PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && python3 -m venv $(VENV); }
-	@$(PY) -m pip install --quiet --disable-pip-version-check "$(UV_PIN)"
-	@$(UV) pip install --quiet --python $(PY) -r requirements.lock
+	@# uv installs the lock; pip installs uv itself, from the lock's own pin and hashes.
+	@mkdir -p state/setup
+	@awk '/^uv==/ { keep = 1 } keep { print } keep && !/\\$$/ { exit }' requirements.lock \
+	  > state/setup/uv.txt
+	@$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+	  -r state/setup/uv.txt
+	@$(UV) pip install --quiet --python $(PY) --require-hashes -r requirements.lock
 	@$(UV) pip install --quiet --python $(PY) --no-deps --config-settings editable_mode=compat -e .
 	@# Compile the bytecode of what the code and its tests import, once, into state/pycache:
 	@# otherwise the first `make test` compiles the same libraries in every process it starts.
@@ -56,18 +70,42 @@ $(STAMP): requirements.lock pyproject.toml
 setup: $(STAMP) ## Create the environment (.venv) from the lock; other targets do it when needed
 
 .PHONY: lock
-lock: $(STAMP) ## Re-resolve pyproject.toml into requirements.lock (name==version lines)
-	$(UV) pip compile pyproject.toml --all-extras --python-version 3.11 --no-header \
-	  --quiet -o requirements.lock
+lock: $(STAMP) ## Re-resolve pyproject.toml into requirements.lock, keeping the pins it has
+	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock
+
+.PHONY: lock-upgrade
+lock-upgrade: $(STAMP) ## Re-resolve requirements.lock to the newest versions pyproject.toml allows
+	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) --upgrade -o requirements.lock
 
 ##@ Development
 
+# pre-commit reads the files to check from git's index. `make lint` gives it a throwaway index
+# under state/ that holds every file git would keep (tracked or new, never ignored), so it checks
+# the same files in a clone, before `git add`, and in a folder that is no repository (a copy
+# `make template` wrote, an unpacked archive). The hooks run from .venv; their cache is in state/.
+LINT_GIT := $(CURDIR)/state/lint/git
+PRE_COMMIT := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PRE_COMMIT_HOME="$(CURDIR)/state/pre-commit" \
+  GIT_DIR="$(LINT_GIT)" GIT_WORK_TREE="$(CURDIR)" $(PY) -m pre_commit run --all-files
+
 .PHONY: lint
-lint: $(STAMP) ## Check lint and formatting with ruff
-	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
+lint: $(STAMP) ## Run the checks of .pre-commit-config.yaml (ruff, file hygiene) on every file
+	@rm -rf "$(LINT_GIT)" && mkdir -p "$(LINT_GIT)" \
+	  && export GIT_DIR="$(LINT_GIT)" GIT_WORK_TREE="$(CURDIR)" && git init --quiet && git add --all
+	@$(PRE_COMMIT) --show-diff-on-failure
 
 .PHONY: format
-format: $(STAMP) ## Fix what ruff can fix and format the code
-	$(PY) -m ruff check --fix .
-	$(PY) -m ruff format .
+format: $(STAMP) ## Fix what the checks can fix (format, whitespace, end of file), then run them again
+	@# The first run fixes and fails on what it fixed; the second shows what is left.
+	@$(MAKE) --no-print-directory lint >/dev/null 2>&1 || true
+	@$(MAKE) --no-print-directory lint
+
+.PHONY: lock-check
+lock-check: $(STAMP) ## Resolve the lock's install on each platform and Python it claims (reaches the index)
+	@# A dry run into a throwaway target, wheels only: it fails when a pin has no wheel there,
+	@# or when the install would need a package the lock does not pin (every one needs a hash).
+	@for platform in $(LOCK_PLATFORMS); do for python in $(LOCK_PYTHONS); do \
+	  printf '%s, Python %s: ' $$platform $$python; \
+	  $(UV) pip install --dry-run --require-hashes --only-binary :all: --quiet \
+	    --python-platform $$platform --python-version $$python --target state/lock-check \
+	    -r requirements.lock && echo ok || exit 1; \
+	done; done
