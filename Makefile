@@ -255,6 +255,10 @@ test-compose: $(STAMP) ## Walk team mode's whole loop in containers: up, train, 
 test-images: $(STAMP) ## Build each level's image from a tree with planted secrets: none inside (minutes)
 	$(PY) -m pytest -m images -rsP --durations=0 tests/test_images.py
 
+.PHONY: test-devcontainer
+test-devcontainer: $(STAMP) ## Build the dev container, run its set-up in it on a copy of the repository (minutes)
+	$(PY) -m pytest -m images -rsP --durations=0 tests/test_devcontainer.py
+
 .PHONY: k8s-validate
 k8s-validate: $(STAMP) ## Check every level's Kubernetes manifests offline (schemas of 1.30 and 1.37, strict)
 	$(PY) -m shared.k8s_validate
