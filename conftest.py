@@ -29,6 +29,8 @@ from pathlib import Path
 import pytest
 from xdist.scheduler import LoadGroupScheduling
 
+from shared.paths import state_dir
+
 SHARED_ON_ONE_WORKER = {
     "prefect_api": "prefect-harness",
     "level0_output": "level0-notebook",
@@ -65,7 +67,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_configure_node(node) -> None:
     """Name, for each worker the controller starts, the file its scheduling keys go to."""
     if KEYS_FOLDER not in node.config.stash:
-        node.config.stash[KEYS_FOLDER] = tempfile.TemporaryDirectory(prefix="pytest-keys-")
+        state_dir().mkdir(parents=True, exist_ok=True)
+        node.config.stash[KEYS_FOLDER] = tempfile.TemporaryDirectory(
+            prefix="pytest-keys-", dir=state_dir()
+        )
     folder = Path(node.config.stash[KEYS_FOLDER].name)
     node.workerinput[KEYS_FILE] = str(folder / f"{node.gateway.id}.json")
 
