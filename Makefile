@@ -261,6 +261,10 @@ test-images: $(STAMP) ## Build each level's image from a tree with planted secre
 test-alerts: $(STAMP) ## Check level 2's alert rules with promtool: syntax, unit tests firing each alert, configs (fetches Debian's prometheus into state/ if missing)
 	$(PY) -m level2_pipelines.ops.prometheus check
 
+.PHONY: test-devcontainer
+test-devcontainer: $(STAMP) ## Build the dev container, run its set-up in it on a copy of the repository (minutes)
+	$(PY) -m pytest -m images -rsP --durations=0 tests/test_devcontainer.py
+
 .PHONY: k8s-validate
 k8s-validate: $(STAMP) ## Check every level's Kubernetes manifests offline (schemas of 1.30 and 1.37, strict)
 	$(PY) -m shared.k8s_validate

@@ -259,14 +259,17 @@ def debian_base() -> str:
     return LOCAL_BASE
 
 
-def build_from_debian(name: str, folder: Path) -> str:
+def build_from_debian(
+    name: str, folder: Path, base: str | None = None, dockerfile: Path | None = None
+) -> str:
     """An image whose Dockerfile installs Debian's packages (level 2's PostgreSQL and
-    Prometheus for compose): apt inside the build reaches the archive the way the host does."""
-    base = debian_base()
+    Prometheus for compose, the dev container's make): apt inside the build reaches the archive
+    the way the host does. `base` is a bare Debian (debian_base) unless the image needs more."""
+    base = base or debian_base()
     print(f"images: building {name} from {base} with Debian's packages")
     built = run(
         "docker", "build", "--quiet", "--network", "host", "--build-arg", f"BASE_IMAGE={base}",
-        "-t", name, str(folder),
+        "-f", str(dockerfile or folder / "Dockerfile"), "-t", name, str(folder),
         timeout=1800,
     )  # fmt: skip
     if built.returncode:
