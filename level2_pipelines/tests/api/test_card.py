@@ -33,12 +33,14 @@ def served(candidate, version: str, run_id: str) -> ServedModel:
 
 @pytest.fixture
 def service(settings, candidate, tmp_path):
-    """The service over a registered version whose card was logged, with a prediction log of
-    its own (no other test's answers in it)."""
+    """The service over a registered version whose card was logged, with a prediction log and a
+    monitor experiment of its own (no other test's answers or verdicts in them)."""
     reference, new_rows = reference_and_new_rows(settings.seed)
     batch = make_batch(new_rows, "2009 birds of the training split")
     version = register.fn(candidate, Verdict(passed=True), batch, reference, settings)
-    settings = settings.model_copy(update={"prediction_log_uri": f"sqlite:///{tmp_path}/log.db"})
+    # A log and a monitor experiment of its own: the session's store holds other tests' verdicts.
+    own = {"prediction_log_uri": f"sqlite:///{tmp_path}/log.db", "experiment": settings.model_name}
+    settings = settings.model_copy(update=own)
     app = create_app(settings, served(candidate, version, candidate.run_id), record=True)
     with TestClient(app) as client:
         yield client
