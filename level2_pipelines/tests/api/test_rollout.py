@@ -245,7 +245,11 @@ def test_in_shadow_the_feedback_on_an_answer_judges_both_models_on_metrics(
             confirmed = {"prediction_id": answer["prediction_id"], "species": answer["species"]}
             assert client.post("/feedback", json=confirmed, headers=TOKEN).status_code == 200
         labelled = ("penguins_shadow_feedback_labelled", (("model_version", "8"),))
-        shown = wait_for(lambda: (s := samples(client, "penguins_")).get(labelled) and s)
+        # /metrics re-reads the log every few seconds: wait until it has counted every answer.
+        everyone = len(answers)
+        shown = wait_for(
+            lambda: (s := samples(client, "penguins_")).get(labelled) == everyone and s
+        )
 
     said = {a["prediction_id"]: a["species"] for a in answers}
     agreed = sum(r["predicted"] == said[r["prediction_id"]] for r in shadows)
