@@ -125,7 +125,7 @@ level2-prune: $(STAMP) | $(PREFECT_HOME) ## Level 2: prune the prediction log an
 
 .PHONY: level2-score
 level2-score: $(STAMP) | $(PREFECT_HOME) ## Level 2: score FILE=path.csv (or .parquet) with the champion; predictions beside it (FORCE=1 replaces them)
-	$(PY) -m level2_pipelines.scoring $(FILE) $(if $(FORCE),--force)
+	$(PY) -m level2_pipelines.scoring_cli $(FILE) $(if $(FORCE),--force)
 
 .PHONY: level2-up
 level2-up: $(STAMP) | $(PREFECT_HOME) ## Level 2: start the Prefect server+UI (:4200), MLflow UI (:5000), the warm worker and the deployments

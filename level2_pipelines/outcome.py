@@ -2,13 +2,26 @@
 that are the input's fault (one line, no traceback). The command line and the warm worker both
 use them, so a run reads the same wherever it ran."""
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from level2_pipelines.settings import Settings
-from level2_pipelines.timing import MLFLOW, WORK
+from level2_pipelines.timing import MLFLOW, WORK, Clock
 
-if TYPE_CHECKING:  # the pipeline takes ~10 s to import; a report needs only its result's shape
-    from level2_pipelines.pipeline import Outcome
+
+@dataclass
+class Outcome:
+    """What one run did: its MLflow run, the version it made, where that went and why."""
+
+    batch_id: str
+    run_id: str | None = None  # None when the batch was skipped
+    skipped: str = ""  # why no run was made (the same content was trained on before)
+    version: str | None = None
+    promoted_to: str | None = None  # "champion", "challenger", or None when rejected
+    rollout: str = ""  # "shadow" or "canary": a challenger on trial beside the champion
+    reasons: list[str] = field(default_factory=list)
+    deployed: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    clock: Clock = field(default_factory=Clock)
 
 
 def expected_failures() -> tuple[type[Exception], ...]:
@@ -22,7 +35,7 @@ def expected_failures() -> tuple[type[Exception], ...]:
     return BatchRejected, RegistryError, UnsafeBatchName, NotADriftVerdict
 
 
-def report_lines(outcome: "Outcome", settings: Settings, seconds: float) -> list[str]:
+def report_lines(outcome: Outcome, settings: Settings, seconds: float) -> list[str]:
     """What `make level2` prints about a run; the warm worker sends these lines to its client,
     so a run reads the same wherever it ran."""
     from level2_pipelines.registry import CHALLENGER

@@ -22,7 +22,6 @@ A tracking server lost mid-run ends the run with one line naming the server and 
 is back trains and decides it. The MLflow run it leaves RUNNING is ended FAILED by the next run.
 """
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -53,33 +52,15 @@ from level2_pipelines.evaluate import evaluate as held_out_metrics  # `evaluate`
 from level2_pipelines.model import ModelLoadError, load_version
 from level2_pipelines.model_card import log_card, version_card
 from level2_pipelines.monitor import DriftVerdict, drift_verdict
+from level2_pipelines.outcome import Outcome
 from level2_pipelines.run_outage import end_abandoned_runs, mlflow_io, named_outage
 from level2_pipelines.settings import Settings
-from level2_pipelines.timing import MLFLOW, WORK, Clock, clocked, measure
-from level2_pipelines.tracking import (
-    connect,
-    log_to_run,
-    tracked_run,
-)
+from level2_pipelines.timing import MLFLOW, WORK, clocked, measure
+from level2_pipelines.tracking import connect, log_to_run, tracked_run
 from level2_pipelines.train import Candidate, fit, git_commit, record_training, training_rows
 from level2_pipelines.validate import BatchRejected, validate_frame
 from shared.data import data_checksum
 from shared.simulate import simulate_batch
-
-
-@dataclass
-class Outcome:
-    batch_id: str
-    run_id: str | None = None  # None when the batch was skipped
-    skipped: str = ""  # why no run was made (the same content was trained on before)
-    version: str | None = None
-    promoted_to: str | None = None  # "champion", "challenger", or None when rejected
-    rollout: str = ""  # "shadow" or "canary": a challenger on trial beside the champion
-    reasons: list[str] = field(default_factory=list)
-    deployed: str = ""
-    metrics: dict[str, float] = field(default_factory=dict)
-    clock: Clock = field(default_factory=Clock)
-
 
 # Tasks pass data frames and clients, which are neither hashable nor worth caching.
 stage = task(cache_policy=NO_CACHE)

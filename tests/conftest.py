@@ -27,3 +27,16 @@ def level1_model_dir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("level1")
     train(directory, seed=42)
     return directory
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """A Docker engine for the image tests (`make test-images`, `make test-devcontainer`):
+    started here where none runs, stopped after; without one, the test skips and says why."""
+    from tools import images
+
+    try:
+        with images.engine():
+            yield
+    except images.ImageError as error:
+        pytest.skip(f"no Docker engine here: {error}")

@@ -60,15 +60,6 @@ def test_devcontainer_sets_up_with_a_make_target():
     assert re.search(rf"^\s+{re.escape(command[1])}\s", make_help(), re.M), command
 
 
-@pytest.fixture(scope="module")
-def engine():
-    try:
-        with images.engine():
-            yield
-    except images.ImageError as error:
-        pytest.skip(f"no Docker engine here: {error}")
-
-
 def index_access() -> list[str]:
     """`docker run` options that give the container the host's way to the package index."""
     names = [n for n in os.environ if n.startswith(INDEX_SETTINGS) or n.lower() in PROXIES]

@@ -29,15 +29,6 @@ PACKAGES = {1: "level1_devops", 2: "level2_pipelines"}
 SIZE_AIM_MB = {1: 350, 2: 700}
 
 
-@pytest.fixture(scope="module")
-def engine():
-    try:
-        with images.engine():
-            yield
-    except images.ImageError as error:
-        pytest.skip(f"no Docker engine here: {error}")
-
-
 def exported_files(image: str) -> tarfile.TarFile:
     """The image's file system as a tar stream (a container created, exported, removed)."""
     container = subprocess.run(

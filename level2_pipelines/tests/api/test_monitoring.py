@@ -175,6 +175,20 @@ def scrape(client: TestClient) -> dict[str, dict[tuple, float]]:
     return samples
 
 
+def scrape_once_read(client) -> dict:
+    """The samples once /metrics shows both what it reads in the background: live accuracy
+    (from the log) and the drift verdict (from the tracking store, whose first read, opening
+    the store, can outlast one bounded wait on a busy machine)."""
+    return wait_for(
+        lambda: (
+            (s := scrape(client)).get("penguins_live_accuracy")
+            and s.get("penguins_drift_detected") == {(): 1.0}
+            and s
+        ),
+        timeout_s=60,
+    )
+
+
 def test_metrics_show_requests_predictions_accuracy_and_drift(tmp_path, served_model):
     """Requests by endpoint and status (unknown paths as one series), latency histograms,
     predictions by species and version, the served version, live accuracy, drift."""
@@ -190,16 +204,7 @@ def test_metrics_show_requests_predictions_accuracy_and_drift(tmp_path, served_m
         client.post("/predict", json={"island": "Atlantis"})
         client.get("/no/such/path/123")
         client.post("/feedback", json={"prediction_id": ids[0], "species": "Gentoo"}, headers=TOKEN)
-        # Both are read in the background: the verdict from the tracking store, whose first
-        # read (opening the store) can outlast one bounded wait on a busy machine.
-        samples = wait_for(
-            lambda: (
-                (s := scrape(client)).get("penguins_live_accuracy")
-                and s.get("penguins_drift_detected") == {(): 1.0}
-                and s
-            ),
-            timeout_s=60,
-        )
+        samples = scrape_once_read(client)
 
     requests = samples["http_requests_total"]
     assert requests[(("handler", "/predict"), ("method", "POST"), ("status", "200"))] == 1
